@@ -1,0 +1,27 @@
+"""snagkg: multi-modal knowledge graph representations with SNAG (Gaussian modality noise masking).
+
+The small public API::
+
+    import snagkg
+    cfg = snagkg.resolve_config(preset="synthetic", overrides={"dataset": "synthetic", "train.epochs": 20})
+    results = snagkg.train(cfg, "runs/demo")          # -> snagkg.Results (also results.json)
+    metrics = snagkg.evaluate("runs/demo", split="test")
+    task = snagkg.load_run("runs/demo")               # model, data, task.evaluate(...)
+    weights = task.model.modality_weights()           # which modality each entity trusted
+
+Building blocks: :mod:`snagkg.noise` (GMNM, usable around any table),
+:class:`snagkg.encoder.ModalityEncoder`, :mod:`snagkg.completion`,
+:mod:`snagkg.datasets`, :mod:`snagkg.evaluation`.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import RunConfig, resolve as resolve_config  # noqa: E402
+from .errors import SnagError  # noqa: E402
+from .noise import ModalityNoise, gauss_modality_noise  # noqa: E402
+from .results import Results  # noqa: E402
+from .run import evaluate, load_run, train  # noqa: E402
+
+__all__ = ["RunConfig", "resolve_config", "SnagError", "ModalityNoise", "gauss_modality_noise",
+           "Results", "train", "evaluate", "load_run", "__version__"]

@@ -1,0 +1,173 @@
+"""The ``snagkg`` command line (also ``python -m snagkg``).
+
+Any bad input ends with one line on stderr, ``error: <file>:<line>: <what>``,
+and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Dict, List, Optional
+
+from . import __version__
+from .errors import SnagError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise SnagError(f"{self.prog}: {message}")
+
+
+def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
+    o: Dict[str, Any] = {
+        "task": a.task, "dataset": a.dataset, "seed": a.seed, "device": a.device,
+        "modalities": a.modalities, "ties": a.ties,
+        "train.epochs": a.epochs, "train.lr": a.lr, "train.batch_size": a.batch_size,
+        "train.eval_every": a.eval_every, "train.patience": a.patience,
+        "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
+        "encoder.readout": a.readout, "encoder.hidden": a.hidden,
+    }
+    return {k: v for k, v in o.items() if v is not None}
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import config as C
+    from .run import train
+
+    if a.dataset is None and not a.resume:
+        raise SnagError("train: --dataset is required (a folder, or 'synthetic')")
+    overrides = _train_overrides(a)
+    preset = a.preset
+    if preset is None and overrides.get("dataset") == "synthetic" and not a.config:
+        preset = "synthetic"
+    cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides)
+    results = train(cfg, a.output, resume=a.resume, overwrite=a.overwrite,
+                    progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr))
+    print(results.summary(), file=sys.stderr)
+    print(json.dumps({"valid": results.valid, "test": results.test, "best_epoch": results.best_epoch}))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .run import evaluate
+
+    metrics = evaluate(a.run, split=a.split, ties=a.ties, limit=a.limit, device=a.device,
+                       progress=not a.no_progress and sys.stderr.isatty())
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    import shutil
+    import time
+    from pathlib import Path
+
+    from . import config as C
+    from .run import train
+
+    out = Path(a.output)
+    if out.exists():
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    print("snagkg demo: SNAG (structure + image + text, Gaussian modality noise) on the built-in synthetic MMKG",
+          file=sys.stderr)
+    cfg = C.resolve(preset="synthetic", overrides={"dataset": "synthetic", "seed": a.seed, "device": a.device})
+    res = train(cfg, out, progress=None, echo=lambda s: print(s, file=sys.stderr))
+    print(f"\nresults in {out}/results.json ({time.perf_counter() - t0:.0f}s)")
+    print(res.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="snagkg", description="Multi-modal knowledge graph representation learning with SNAG.")
+    p.add_argument("--version", action="version", version=f"snagkg {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model into an output folder")
+    t.add_argument("--task", choices=["completion", "alignment"], default=None)
+    t.add_argument("--dataset", help="dataset folder, or 'synthetic'")
+    t.add_argument("--output", required=True, help="run folder (config, checkpoints, logs, results.json)")
+    t.add_argument("--preset", help="hyperparameter preset (db15k, mkg-w, mkg-y, synthetic, ...)")
+    t.add_argument("--config", help="YAML file overriding the preset")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--eval-every", type=int)
+    t.add_argument("--patience", type=int)
+    t.add_argument("--hidden", type=int)
+    t.add_argument("--readout", help="graph, mean, attention_weighted or global_weighted")
+    t.add_argument("--modalities", help="comma-separated, e.g. structure,image,text")
+    t.add_argument("--noise-ratio", type=float, help="rho: probability that a modality row is noised (0 disables)")
+    t.add_argument("--mask-ratio", type=float, help="eps: how much of a noised row is replaced")
+    t.add_argument("--ties", choices=["realistic", "optimistic"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a run's best model; prints JSON metrics")
+    e.add_argument("run")
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.add_argument("--limit", type=int, default=0, help="rank only the first N triples")
+    e.add_argument("--ties", choices=["realistic", "optimistic"])
+    e.add_argument("--device")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("demo", help="train and evaluate on the built-in synthetic MMKG")
+    d.add_argument("--output", default="runs/demo")
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--device", default="auto")
+    d.set_defaults(func=cmd_demo)
+
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions() -> List[Any]:
+    """Sub-commands contributed by optional modules (features, align)."""
+    out = []
+    for mod in ("snagkg.features.cli", "snagkg.alignment.cli"):
+        try:
+            m = __import__(mod, fromlist=["register"])
+        except ImportError:
+            continue
+        out.append(m.register)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except SnagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; continue a training run with --resume", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; lower --batch-size or use a smaller model", file=sys.stderr)
+        return 1
+    except Exception as exc:  # unexpected: a bug, not bad input
+        if verbose:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              f"(rerun with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

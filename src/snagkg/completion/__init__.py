@@ -1,0 +1,1 @@
+"""Multi-modal knowledge graph completion: RotatE scorer, sampler, loss, model."""

@@ -1,0 +1,89 @@
+"""The SNAG completion model: a structure embedding table plus frozen modality
+tables, noise-masked in training, fused by the shared encoder, scored by RotatE.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..encoder import Fused, ModalityEncoder
+from ..features.tables import FeatureTable
+from ..noise import ModalityNoise
+from .scorers import SCORERS
+
+
+class CompletionModel(nn.Module):
+    def __init__(self, num_entities: int, num_relations: int, tables: Dict[str, FeatureTable],
+                 modalities: Sequence[str], cfg: RunConfig):
+        super().__init__()
+        enc, noise, comp = cfg.encoder, cfg.noise, cfg.completion
+        self.modalities: List[str] = list(modalities)
+        self.num_entities = num_entities
+        k = enc.hidden // 2
+        rng = (comp.margin + 2.0) / k
+        self.entity = nn.Parameter(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
+        dims = {}
+        for m in self.modalities:
+            if m == "structure":
+                dims[m] = enc.hidden
+                continue
+            t = tables[m]
+            self.register_buffer(f"feat_{m}", torch.from_numpy(t.values), persistent=False)
+            self.register_buffer(f"mean_{m}", torch.from_numpy(t.mean), persistent=False)
+            self.register_buffer(f"std_{m}", torch.from_numpy(t.std), persistent=False)
+            self.register_buffer(f"missing_{m}", torch.from_numpy(t.missing), persistent=False)
+            dims[m] = t.dim
+        self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
+                                       heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
+                                       ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout)
+        s = noise.structure_scale
+        self.noise = nn.ModuleDict({
+            m: ModalityNoise(noise.ratio * (s if m == "structure" else 1.0),
+                             noise.mask * (s if m == "structure" else 1.0))
+            for m in self.modalities})
+        self.scorer = SCORERS.get(comp.scorer)(num_relations, self.encoder.width, comp.margin)
+        # Map the readout to RotatE's initial scale: coordinates ~ U(-range, range) have RMS range/sqrt(3).
+        self.output_scale = self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
+
+    def table(self, m: str) -> torch.Tensor:
+        return self.entity if m == "structure" else getattr(self, f"feat_{m}")
+
+    def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
+        for m in self.modalities:
+            t = self.table(m)
+            self.noise[m].refresh(t.shape[0], t.shape[1], generator)
+
+    def inputs(self) -> Dict[str, torch.Tensor]:
+        """Every modality table, with GMNM applied in training mode."""
+        out = {}
+        for m in self.modalities:
+            x = self.table(m)
+            if m == "structure":  # mu, sigma recomputed from the current embedding table
+                out[m] = self.noise[m](x)
+            else:
+                out[m] = self.noise[m](x, mean=getattr(self, f"mean_{m}"), std=getattr(self, f"std_{m}"))
+        return out
+
+    def fuse(self, index: Optional[torch.Tensor] = None) -> Fused:
+        return self.encoder(self.inputs(), index)
+
+    def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Fused entity vectors ``[N, width]`` scaled for the scorer (all entities by default)."""
+        return self.fuse(index).vector * self.output_scale
+
+    @torch.no_grad()
+    def modality_weights(self) -> torch.Tensor:
+        """Per-entity modality confidence ``[N, M]`` (clean inputs), columns in ``self.modalities`` order."""
+        was = self.training
+        self.eval()
+        try:
+            return self.fuse().weights
+        finally:
+            self.train(was)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

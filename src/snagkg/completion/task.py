@@ -1,0 +1,112 @@
+"""Completion as a training task: batches, one training step, validation."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..datasets.graph import KnowledgeGraph
+from ..errors import SnagError
+from ..evaluation import FilterIndex, evaluate_ranking
+from .loss import self_adversarial_loss
+from .model import CompletionModel
+from .sampler import BernoulliNegativeSampler
+
+
+def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
+    available = ["structure"] + sorted(kg.features)
+    if requested is None:
+        return available
+    mods = list(dict.fromkeys(requested))
+    for m in mods:
+        if m not in available:
+            raise SnagError(f"modality {m!r} is not available for this dataset (available: {', '.join(available)}); "
+                            f"add features/{m}.npy or build it with `snagkg features`")
+    # structure first: it is the graph readout's token
+    return sorted(mods, key=lambda m: (m != "structure", mods.index(m)))
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SnagError("--device cuda requested but CUDA is not available (torch.cuda.is_available() is False)")
+    return torch.device(name)
+
+
+class CompletionTask:
+    selection_metric = "mrr"
+
+    def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None):
+        self.kg, self.cfg = kg, cfg
+        self.device = device or select_device(cfg.device)
+        self.modalities = resolve_modalities(kg, cfg.modalities)
+        torch.manual_seed(cfg.seed)  # parameter initialisation
+        self.model = CompletionModel(kg.num_entities, kg.num_relations, kg.features, self.modalities, cfg).to(self.device)
+        self.train_triples = torch.from_numpy(kg.train).long()
+        self.sampler = BernoulliNegativeSampler(self.train_triples, kg.num_entities, kg.num_relations,
+                                                cfg.train.negatives, cfg.completion.filter_negatives)
+        self.filters = FilterIndex(torch.from_numpy(kg.all_triples()), kg.num_entities, kg.num_relations)
+
+    # -- training ----------------------------------------------------------
+    def make_optimizer(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        return opt, None
+
+    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        self.model.refresh_noise(generator)
+
+    def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
+        perm = torch.randperm(len(self.train_triples), generator=generator)
+        return list(self.train_triples[perm].split(self.cfg.train.batch_size))
+
+    def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        neg, mask = self.sampler.sample(batch, generator)
+        dev = self.device
+        batch, neg, mask = batch.to(dev), neg.to(dev), mask.to(dev)
+        vecs = self.model.entity_vectors()  # fuse every entity once per step
+        scorer = self.model.scorer
+        pos = scorer.score(vecs[batch[:, 0]], batch[:, 1], vecs[batch[:, 2]])
+        negs = scorer.score(vecs[neg[..., 0]], neg[..., 1], vecs[neg[..., 2]])
+        return self_adversarial_loss(pos, negs, mask, self.cfg.completion.adversarial_temperature)
+
+    # -- evaluation --------------------------------------------------------
+    @torch.no_grad()
+    def entity_vectors(self) -> torch.Tensor:
+        self.model.eval()
+        return self.model.entity_vectors()
+
+    def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
+                 progress: bool = False) -> Dict[str, float]:
+        triples = torch.from_numpy(self.kg.split(split)).long()
+        if limit:
+            triples = triples[:limit]
+        vecs = self.entity_vectors()
+        return evaluate_ranking(vecs, self.model.scorer, triples, self.filters, ties or self.cfg.ties,
+                                progress=progress)
+
+    def validate(self) -> Dict[str, float]:
+        m = self.evaluate("valid", limit=self.cfg.train.eval_limit)
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
+
+    def fingerprint(self) -> Dict[str, Any]:
+        kg = self.kg
+        digest = hashlib.sha1(np.ascontiguousarray(kg.train).tobytes()).hexdigest()[:16]
+        return {
+            "task": "completion",
+            "entities": kg.num_entities,
+            "relations": kg.num_relations,
+            "train_sha1": digest,
+            "modalities": ",".join(f"{m}:{self.model.table(m).shape[1]}" for m in self.modalities),
+            "hidden": self.cfg.encoder.hidden,
+            "readout": self.cfg.encoder.readout,
+        }
+
+    def dataset_info(self) -> Dict[str, Any]:
+        info = self.kg.summary()
+        info["used_modalities"] = list(self.modalities)
+        info["notes"] = list(self.kg.notes)
+        return info

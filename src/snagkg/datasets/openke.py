@@ -1,0 +1,101 @@
+"""Reader for the OpenKE layout used by DB15K, MKG-W and MKG-Y.
+
+Files (first line of each is a count): ``entity2id.txt`` and
+``relation2id.txt`` (``name id``), ``train2id.txt``, ``valid2id.txt``,
+``test2id.txt`` (``head tail relation``: note the order). Optional modality
+features live in ``features/<modality>.npy`` with ``<modality>.missing.txt``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from ..errors import SnagError
+from ..features.tables import load_feature_dir
+from .graph import KnowledgeGraph, clean_valid, unseen_entity_note
+from .lines import read_int_rows, read_name_ids
+
+RESERVED_MODALITIES = ("structure",)
+
+
+def _dense_names(path: Path, names: List[str], ids: np.ndarray) -> List[str]:
+    n = len(names)
+    out: List[str] = [""] * n
+    for name, ident in zip(names, ids.tolist()):
+        if ident >= n:
+            raise SnagError(f"id {ident} is out of range: ids must be 0..{n - 1}", path)
+        out[ident] = name
+    return out
+
+
+def is_openke(folder: Path) -> bool:
+    return (Path(folder) / "entity2id.txt").exists()
+
+
+def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
+    folder = Path(folder)
+    if not folder.exists():
+        raise SnagError("dataset folder not found", folder)
+    if not folder.is_dir():
+        raise SnagError("dataset path is not a folder", folder)
+    ent_path, rel_path = folder / "entity2id.txt", folder / "relation2id.txt"
+    e_names, e_ids = read_name_ids(ent_path, with_count=True)
+    r_names, r_ids = read_name_ids(rel_path, with_count=True)
+    entities = _dense_names(ent_path, e_names, e_ids)
+    relations = _dense_names(rel_path, r_names, r_ids)
+    n_ent, n_rel = len(entities), len(relations)
+
+    splits = {}
+    for split in ("train", "valid", "test"):
+        path = folder / f"{split}2id.txt"
+        rows, _ = read_int_rows(path, 3, True, [("entity id", n_ent), ("entity id", n_ent), ("relation id", n_rel)])
+        if len(rows) == 0:
+            raise SnagError(f"the {split} split is empty", path)
+        splits[split] = rows[:, [0, 2, 1]].copy()  # (h, t, r) -> (h, r, t)
+
+    notes: List[str] = []
+    valid, note = clean_valid(splits["valid"], splits["train"], splits["test"], n_ent, n_rel)
+    if note:
+        notes.append(note)
+    if len(valid) == 0:
+        raise SnagError("the valid split is empty after removing duplicates and triples in train/test",
+                        folder / "valid2id.txt")
+    for name, arr in (("valid", valid), ("test", splits["test"])):
+        warn = unseen_entity_note(splits["train"], arr, name)
+        if warn:
+            notes.append(warn)
+    tables = load_feature_dir(folder / "features", n_ent, seed=seed) if features else {}
+    for reserved in RESERVED_MODALITIES:
+        if reserved in tables:
+            raise SnagError(f"'{reserved}' is a reserved modality name (learned, not loaded)",
+                            folder / "features" / f"{reserved}.npy")
+    return KnowledgeGraph(
+        name=folder.name, entities=entities, relations=relations,
+        train=splits["train"], valid=valid, test=splits["test"], features=tables, notes=notes,
+    )
+
+
+def write_openke(kg: KnowledgeGraph, folder) -> None:
+    """Write ``kg`` in the OpenKE layout (used by tests and the synthetic export)."""
+    from ..io import save_numpy, write_text
+
+    folder = Path(folder)
+
+    def table(rows: List[Tuple[str, int]]) -> str:
+        return f"{len(rows)}\n" + "".join(f"{a}\t{b}\n" for a, b in rows)
+
+    write_text(folder / "entity2id.txt", table([(n, i) for i, n in enumerate(kg.entities)]))
+    write_text(folder / "relation2id.txt", table([(n, i) for i, n in enumerate(kg.relations)]))
+    for split in ("train", "valid", "test"):
+        arr = kg.split(split)
+        body = "".join(f"{h} {t} {r}\n" for h, r, t in arr.tolist())
+        write_text(folder / f"{split}2id.txt", f"{len(arr)}\n{body}")
+    for name, tab in kg.features.items():
+        values = tab.values.copy()
+        values[tab.missing] = np.nan
+        save_numpy(folder / "features" / f"{name}.npy", values)
+        if tab.missing.any():
+            write_text(folder / "features" / f"{name}.missing.txt",
+                       "".join(f"{i}\n" for i in np.flatnonzero(tab.missing)))

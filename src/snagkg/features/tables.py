@@ -1,0 +1,127 @@
+"""Modality feature tables with missing masks (SPEC section 1).
+
+A table holds one row per entity id. Rows of entities that lack the modality
+are filled once, at load time, with a draw from ``N(mu, sigma)``, the
+per-dimension mean and std of the real rows, and the entity is recorded as
+missing that modality.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..errors import SnagError
+from ..datasets.lines import parse_int, read_lines
+
+
+@dataclass
+class FeatureTable:
+    """One frozen modality: ``values`` ``[N, D]`` float32 with missing rows filled."""
+
+    name: str
+    values: np.ndarray
+    missing: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def missing_fraction(self) -> float:
+        return float(self.missing.mean()) if len(self.missing) else 0.0
+
+
+def modality_seed(seed: int, name: str) -> int:
+    """A stable per-modality seed (independent of Python's hash randomisation)."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
+
+
+def make_table(name: str, values: np.ndarray, missing: Optional[np.ndarray], seed: int = 0,
+               source: Optional[Path] = None) -> FeatureTable:
+    """Validate ``values`` and fill the missing rows; returns a :class:`FeatureTable`."""
+    where = source if source is not None else f"<{name} features>"
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        raise SnagError(f"feature dtype {values.dtype} is not a floating-point type", where)
+    if values.ndim != 2:
+        raise SnagError(f"feature table must be 2-D (entities x width), got shape {values.shape}", where)
+    if values.shape[1] == 0:
+        raise SnagError("feature table has zero width", where)
+    n = values.shape[0]
+    missing = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool).copy()
+    if missing.shape != (n,):
+        raise SnagError(f"missing mask has shape {missing.shape}, expected ({n},)", where)
+    values = values.astype(np.float32, copy=True)
+    finite = np.isfinite(values).all(axis=1)
+    bad = np.flatnonzero(~finite & ~missing)
+    if bad.size:
+        row = int(bad[0])
+        kind = "NaN" if np.isnan(values[row]).any() else "inf"
+        raise SnagError(f"row {row} (entity id {row}) contains {kind}; mark the entity missing or fix the value", where)
+    real = ~missing
+    if not real.any():
+        raise SnagError("every row is marked missing; nothing to learn from", where)
+    mean = values[real].mean(axis=0)
+    std = values[real].std(axis=0)
+    if missing.any():
+        rng = np.random.default_rng(modality_seed(seed, name))
+        draw = rng.standard_normal((int(missing.sum()), values.shape[1])).astype(np.float32)
+        values[missing] = draw * std + mean
+    return FeatureTable(name=name, values=values, missing=missing, mean=mean.astype(np.float32),
+                        std=std.astype(np.float32))
+
+
+def read_missing_ids(path: Path, num_entities: int) -> np.ndarray:
+    """Read ``<modality>.missing.txt``: one entity id per line."""
+    mask = np.zeros(num_entities, dtype=bool)
+    for number, text in read_lines(path):
+        parts = text.split()
+        if len(parts) != 1:
+            raise SnagError(f"expected one entity id per line, found {len(parts)} columns", path, number)
+        ident = parse_int(parts[0], path, number, "entity id")
+        if ident >= num_entities:
+            raise SnagError(f"unknown entity id {ident} (only {num_entities} entities)", path, number)
+        mask[ident] = True
+    return mask
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """``np.load`` that never unpickles and reports problems as one line."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise SnagError("file not found", path) from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise SnagError("array holds Python objects (pickled); refusing to load it", path) from None
+        raise SnagError(f"not a valid .npy file: {exc}", path) from None
+    except (OSError, EOFError) as exc:
+        raise SnagError(f"not a valid .npy file: {exc}", path) from None
+    if isinstance(arr, np.lib.npyio.NpzFile):  # pragma: no cover - .npz named .npy
+        raise SnagError("this is an .npz archive; import it with `snagkg features import`", path)
+    return arr
+
+
+def load_feature_dir(folder: Path, num_entities: int, seed: int = 0) -> Dict[str, FeatureTable]:
+    """Load every ``<modality>.npy`` (with optional ``<modality>.missing.txt``) in ``folder``."""
+    tables: Dict[str, FeatureTable] = {}
+    if not folder.is_dir():
+        return tables
+    for npy in sorted(folder.glob("*.npy")):
+        name = npy.stem
+        if name.startswith("."):
+            continue
+        values = load_npy(npy)
+        if values.ndim >= 1 and values.shape[0] != num_entities:
+            raise SnagError(
+                f"feature table has {values.shape[0]} rows but the dataset has {num_entities} entities", npy)
+        miss_path = folder / f"{name}.missing.txt"
+        missing = read_missing_ids(miss_path, num_entities) if miss_path.exists() else None
+        tables[name] = make_table(name, values, missing, seed=seed, source=npy)
+    return tables

@@ -1,0 +1,145 @@
+"""Crash-safe file writing and a run-folder lock.
+
+Every file the project writes goes through :func:`atomic_write`: the bytes go
+to a temporary file in the same folder, are flushed to disk, and the file is
+renamed into place. A crash therefore leaves the old version or the new one,
+never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Union
+
+from .errors import SnagError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _fail(path: PathLike, exc: OSError) -> SnagError:
+    if exc.errno == errno.ENOSPC:
+        what = "no space left on device; the previous version is intact"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "cannot write here (permission denied or read-only)"
+    else:
+        what = f"cannot write: {exc.strerror or exc}"
+    return SnagError(what, path)
+
+
+def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` atomically; ``write`` receives a binary file object."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def append_line(path: PathLike, line: str) -> None:
+    """Append one line to a log by rewriting it atomically (logs are small)."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    write_bytes(path, old + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def save_torch(path: PathLike, obj: Any) -> None:
+    import torch
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def save_numpy(path: PathLike, array: Any) -> None:
+    import numpy as np
+
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``.lock``), held by the OS.
+
+    The lock is an ``fcntl.flock`` on an open file: when the process dies,
+    even by ``kill -9``, the OS releases it, so a crash never leaves a run
+    stuck. A second process that tries to train into the same folder gets a
+    clear error.
+    """
+
+    def __init__(self, folder: PathLike):
+        self.path = Path(folder) / ".lock"
+        self._fh = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no locking
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise SnagError(
+                "another snagkg process is training into this folder (locked); wait for it or choose another --output",
+                self.path.parent,
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def cleanup_on_error(folder: PathLike, created: bool) -> Iterator[None]:
+    """Remove ``folder`` if it was created by this run and the run fails before finishing setup."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

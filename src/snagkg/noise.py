@@ -1,0 +1,127 @@
+"""Gauss Modality Noise Masking (GMNM), SPEC section 2: a standalone plug-in.
+
+For every row ``i`` of a modality table ``x`` (entities x width), with
+probability ``ratio`` (rho)::
+
+    x_i <- (1 - mask) * x_i + mask * (sigma * z + mu),    z ~ N(0, I)
+
+and ``x_i`` is kept otherwise. ``mu`` and ``sigma`` are the per-dimension mean
+and std of the table's real rows. ``ratio = 0`` is exactly the identity.
+
+Two ways to use it, around any feature table or embedding:
+
+* :func:`gauss_modality_noise` - one functional call with a fresh draw;
+* :class:`ModalityNoise` - an ``nn.Module`` that keeps one draw (which rows,
+  which ``z``) until :meth:`ModalityNoise.refresh` is called, so the draw can
+  be refreshed once per epoch (the SNAG default) or every step. It acts only
+  in training mode; in ``eval()`` mode it returns its input unchanged.
+
+Example::
+
+    noise = ModalityNoise(ratio=0.2, mask=0.7)
+    noise.train()
+    noise.refresh(num_rows=image.shape[0], width=image.shape[1])
+    noisy = noise(image)                  # mu, sigma from image's rows
+    noisy = noise(emb.weight, mean=mu, std=sigma)   # or given statistics
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def _stats(x: torch.Tensor, real: Optional[torch.Tensor]) -> "tuple[torch.Tensor, torch.Tensor]":
+    rows = x.detach() if real is None else x.detach()[real]
+    return rows.mean(dim=0), rows.std(dim=0, unbiased=False)
+
+
+def _check(ratio: float, mask: float) -> None:
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"noise ratio must be in [0, 1], got {ratio}")
+    if not 0.0 <= mask <= 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1], got {mask}")
+
+
+def blend(x: torch.Tensor, rows: torch.Tensor, z: torch.Tensor, mask: float,
+          mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Replace ``x[rows]`` by ``(1 - mask) x[rows] + mask (std * z + mean)``; differentiable in ``x``."""
+    if rows.numel() == 0 or mask == 0.0:
+        return x
+    noised = (1.0 - mask) * x.index_select(0, rows) + mask * (z * std + mean)
+    return x.index_copy(0, rows, noised.to(x.dtype))
+
+
+def gauss_modality_noise(
+    x: torch.Tensor,
+    ratio: float = 0.2,
+    mask: float = 0.7,
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
+    real: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Return ``x`` with Gaussian modality noise on a random ``ratio`` of its rows.
+
+    ``mean``/``std`` default to the statistics of ``x``'s rows (only the rows
+    where the boolean ``real`` is true, when given). Gradients flow to ``x``.
+    """
+    _check(ratio, mask)
+    if ratio == 0.0 or mask == 0.0:
+        return x
+    if mean is None or std is None:
+        m, s = _stats(x, real)
+        mean = m if mean is None else mean
+        std = s if std is None else std
+    n, width = x.shape[0], x.shape[-1]
+    picked = torch.rand(n, generator=generator, device="cpu") < ratio
+    rows = picked.nonzero().flatten().to(x.device)
+    z = torch.randn(int(rows.numel()), width, generator=generator, device="cpu").to(x.device, x.dtype)
+    return blend(x, rows, z, mask, mean.to(x.device), std.to(x.device))
+
+
+class ModalityNoise(nn.Module):
+    """GMNM with a draw that persists until :meth:`refresh` (per-epoch noise).
+
+    Only the selected rows' ``z`` is stored (``ratio * rows * width`` floats).
+    """
+
+    def __init__(self, ratio: float = 0.2, mask: float = 0.7):
+        super().__init__()
+        _check(ratio, mask)
+        self.ratio = float(ratio)
+        self.mask = float(mask)
+        self.register_buffer("rows", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("z", torch.zeros(0, 0), persistent=False)
+
+    @property
+    def active(self) -> bool:
+        return self.training and self.ratio > 0.0 and self.mask > 0.0
+
+    def refresh(self, num_rows: int, width: int, generator: Optional[torch.Generator] = None) -> None:
+        """Draw which rows are noised and their ``z`` (on CPU, for reproducibility)."""
+        if self.ratio == 0.0:
+            self.rows = torch.zeros(0, dtype=torch.long, device=self.rows.device)
+            self.z = torch.zeros(0, width, device=self.rows.device)
+            return
+        picked = torch.rand(num_rows, generator=generator) < self.ratio
+        rows = picked.nonzero().flatten()
+        z = torch.randn(int(rows.numel()), width, generator=generator)
+        self.rows = rows.to(self.rows.device)
+        self.z = z.to(self.rows.device)
+
+    def forward(self, x: torch.Tensor, mean: Optional[torch.Tensor] = None,
+                std: Optional[torch.Tensor] = None, real: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.active:
+            return x
+        if self.z.shape[-1] != x.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= x.shape[0]):
+            raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
+        if mean is None or std is None:
+            m, s = _stats(x, real)
+            mean = m if mean is None else mean
+            std = s if std is None else std
+        return blend(x, self.rows, self.z, self.mask, mean, std)
+
+    def extra_repr(self) -> str:
+        return f"ratio={self.ratio}, mask={self.mask}"

@@ -1,0 +1,165 @@
+"""The Python API: train a run into a folder, evaluate a finished run.
+
+    import snagkg
+    cfg = snagkg.resolve_config(preset="synthetic", overrides={"train.epochs": 20})
+    results = snagkg.train(cfg, "runs/demo")
+    print(results.test["mrr"])
+    metrics = snagkg.evaluate("runs/demo", split="test")
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import torch
+
+from . import config as config_mod
+from .config import RunConfig
+from .errors import SnagError
+from .io import RunLock, write_json, write_text
+from .results import Results
+from .training import BEST, CHECKPOINT, Trainer, check_fingerprint, load_checkpoint
+
+log = logging.getLogger("snagkg")
+PathLike = Union[str, "os.PathLike[str]"]
+RUN_FILES = ("config.yaml", CHECKPOINT, BEST, "metrics.jsonl", "results.json", "dataset.json")
+
+
+def _absolute_dataset(cfg: RunConfig) -> RunConfig:
+    if cfg.dataset != "synthetic":
+        return replace(cfg, dataset=str(Path(cfg.dataset).expanduser().resolve()))
+    return cfg
+
+
+def build_task(cfg: RunConfig, device: Optional[str] = None):
+    """Read the dataset and build the task object for ``cfg`` (nothing is written)."""
+    if device:
+        cfg = replace(cfg, device=device)
+    if cfg.task == "completion":
+        from .completion.task import CompletionTask
+        from .datasets import load_completion_dataset
+        kg = load_completion_dataset(cfg.dataset, seed=cfg.seed)
+        return CompletionTask(kg, cfg)
+    if cfg.task == "alignment":
+        try:
+            from .alignment.task import AlignmentTask, load_alignment_dataset
+        except ImportError:
+            raise SnagError("the alignment task is not available in this version") from None
+        pair = load_alignment_dataset(cfg.dataset, seed=cfg.seed)
+        return AlignmentTask(pair, cfg)
+    raise SnagError(f"unknown task {cfg.task!r}")
+
+
+def _check_output(folder: Path, resume: bool, overwrite: bool) -> bool:
+    """Validate the output folder before anything is written. Returns True when it already has a run."""
+    if folder.exists() and not folder.is_dir():
+        raise SnagError("output path exists and is not a folder", folder)
+    has_content = folder.exists() and any(p.name != ".lock" for p in folder.iterdir())
+    if resume:
+        if not (folder / CHECKPOINT).exists():
+            raise SnagError("nothing to resume: no checkpoint.pt in this folder", folder)
+        return True
+    if has_content and not overwrite:
+        raise SnagError("output folder is not empty; pass --resume to continue the run there "
+                        "or --overwrite to replace it", folder)
+    return False
+
+
+def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
+          progress: Optional[bool] = None, echo: Callable[[str], None] = print) -> Results:
+    """Train ``cfg`` into ``output`` and return the :class:`Results` (also written as ``results.json``)."""
+    folder = Path(output)
+    existing = _check_output(folder, resume, overwrite)
+    if resume:
+        saved = config_mod.load_run_config(folder / "config.yaml")
+        if cfg.train.epochs != saved.train.epochs:  # the only thing a resume may change
+            saved = replace(saved, train=replace(saved.train, epochs=cfg.train.epochs))
+        cfg = replace(saved, device=cfg.device)
+    cfg = _absolute_dataset(cfg)
+    task = build_task(cfg)  # every input error is raised here, before anything is written
+
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(folder)
+    try:
+        lock.acquire()
+    except SnagError:
+        if created:
+            folder.rmdir()
+        raise
+    try:
+        if overwrite and not resume:
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
+        write_text(folder / "config.yaml", config_mod.dump(cfg))
+        write_json(folder / "dataset.json", task.dataset_info())
+        for note in task.kg.notes if hasattr(task, "kg") else []:
+            echo(note)
+        t = cfg.train
+        trainer = Trainer(task, folder, epochs=t.epochs, eval_every=t.eval_every, patience=t.patience,
+                          seed=cfg.seed, grad_clip=t.grad_clip, per_step_noise=cfg.noise.per_step,
+                          checkpoint_every=t.checkpoint_every, progress=progress, log=echo)
+        if existing and resume:
+            trainer.resume()
+            echo(f"resuming after epoch {trainer.state.epoch}")
+        t0 = time.perf_counter()
+        prior = sum(trainer.state.epoch_seconds)
+        state = trainer.fit()
+        train_seconds = prior + (time.perf_counter() - t0)
+        load_best(task, folder)
+        valid = task.evaluate("valid")
+        test = task.evaluate("test")
+        results = Results(
+            valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
+            train_seconds=round(train_seconds, 3), epoch_seconds=round(trainer.median_epoch_seconds(), 4),
+            parameters=task.model.parameter_count(), dataset=task.dataset_info(), config=cfg.to_dict(),
+            stopped_early=state.stopped_early, extra={"device": str(task.device), "torch": torch.__version__},
+        )
+        results.save(folder / "results.json")
+        return results
+    finally:
+        lock.release()
+
+
+def load_best(task, folder: Path) -> int:
+    path = Path(folder) / BEST
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "snagkg-model":
+        raise SnagError("not a snagkg model file", path)
+    check_fingerprint(ckpt.get("fingerprint", {}), task.fingerprint(), path)
+    try:
+        task.model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise SnagError(f"model file is incompatible with this config ({str(exc).splitlines()[0][:160]})", path) from None
+    return int(ckpt.get("epoch", 0))
+
+
+def load_run(run: PathLike, device: Optional[str] = None):
+    """Rebuild a finished (or checkpointed) run's task with its best weights loaded."""
+    folder = Path(run)
+    if not folder.is_dir():
+        raise SnagError("run folder not found", folder)
+    cfg = config_mod.load_run_config(folder / "config.yaml")
+    task = build_task(cfg, device=device)
+    load_best(task, folder)
+    return task
+
+
+def evaluate(run: PathLike, split: str = "test", ties: Optional[str] = None, limit: int = 0,
+             device: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+    """Evaluate the best model of a run on ``split``; returns metrics with ranking ``seconds``."""
+    if split not in ("valid", "test"):
+        raise SnagError(f"split must be 'valid' or 'test', got {split!r}")
+    if ties is not None and ties not in ("realistic", "optimistic"):
+        raise SnagError(f"ties must be 'realistic' or 'optimistic', got {ties!r}")
+    if limit < 0:
+        raise SnagError(f"--limit must not be negative, got {limit}")
+    task = load_run(run, device=device)
+    metrics = task.evaluate(split, ties=ties, limit=limit, progress=progress)
+    metrics["split"] = split
+    metrics["ties"] = ties or task.cfg.ties
+    return metrics

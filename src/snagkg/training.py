@@ -1,0 +1,197 @@
+"""The training loop shared by both tasks: epochs, progress, validation-based
+model selection, early stopping, crash-safe checkpoints and exact resume.
+
+A *task* object supplies the task-specific parts (see :class:`Task`). All
+randomness of epoch ``e`` is seeded from ``(seed, e)``, so resuming from the
+checkpoint of epoch ``e - 1`` replays epoch ``e`` exactly: an interrupted and
+resumed CPU run ends with the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Protocol
+
+import torch
+
+from .errors import SnagError
+from .io import save_torch, write_text
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+LOG = "metrics.jsonl"
+
+
+class Task(Protocol):  # pragma: no cover - typing only
+    model: torch.nn.Module
+    selection_metric: str
+
+    def make_optimizer(self) -> "tuple[torch.optim.Optimizer, Any]": ...
+    def start_epoch(self, epoch: int, generator: torch.Generator) -> None: ...
+    def batches(self, generator: torch.Generator) -> List[torch.Tensor]: ...
+    def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+    def validate(self) -> Dict[str, float]: ...
+    def fingerprint(self) -> Dict[str, Any]: ...
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 9_176 + stream * 7_919) % (2**63 - 1)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_score: float = float("-inf")
+    best_epoch: int = 0
+    bad_evals: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    epoch_seconds: List[float] = field(default_factory=list)
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """Load a checkpoint without unpickling code (``weights_only=True``)."""
+    if not path.exists():
+        raise SnagError("checkpoint not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused, truncated file, not a checkpoint
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SnagError(f"not a loadable snagkg checkpoint ({first[:160]})", path) from None
+
+
+def check_fingerprint(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
+    for key, value in current.items():
+        if saved.get(key) != value:
+            raise SnagError(f"checkpoint does not match this dataset/config: {key} is {saved.get(key)!r} "
+                            f"in the checkpoint but {value!r} now", path)
+
+
+class Trainer:
+    def __init__(self, task: Task, folder: Path, epochs: int, eval_every: int, patience: int,
+                 seed: int, grad_clip: float = 0.0, per_step_noise: bool = False,
+                 checkpoint_every: int = 1, progress: Optional[bool] = None, log=print):
+        self.task, self.folder = task, Path(folder)
+        self.epochs, self.eval_every, self.patience = epochs, eval_every, patience
+        self.seed, self.grad_clip, self.per_step_noise = seed, grad_clip, per_step_noise
+        self.checkpoint_every = checkpoint_every
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.log = log
+        self.optimizer, self.scheduler = task.make_optimizer()
+        self.state = TrainState()
+
+    # -- checkpoints -------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        save_torch(self.folder / CHECKPOINT, {
+            "kind": "snagkg-checkpoint",
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "state": self.state.to_dict(),
+            "fingerprint": self.task.fingerprint(),
+        })
+        write_text(self.folder / LOG, "".join(json.dumps(h) + "\n" for h in self.state.history))
+
+    def save_best(self) -> None:
+        save_torch(self.folder / BEST, {
+            "kind": "snagkg-model",
+            "model": self.task.model.state_dict(),
+            "epoch": self.state.epoch,
+            "fingerprint": self.task.fingerprint(),
+        })
+
+    def resume(self) -> None:
+        path = self.folder / CHECKPOINT
+        ckpt = load_checkpoint(path)
+        if ckpt.get("kind") != "snagkg-checkpoint":
+            raise SnagError("not a snagkg training checkpoint", path)
+        check_fingerprint(ckpt.get("fingerprint", {}), self.task.fingerprint(), path)
+        try:
+            self.task.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and ckpt.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise SnagError(f"checkpoint is incompatible with this model ({str(exc).splitlines()[0][:160]})", path) from None
+        self.state = TrainState(**ckpt["state"])
+
+    # -- loop --------------------------------------------------------------
+    def _epoch(self, epoch: int) -> float:
+        task = self.task
+        torch.manual_seed(epoch_seed(self.seed, epoch, 0))  # dropout
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, 1))
+        task.model.train()
+        task.start_epoch(epoch, gen)
+        batches = task.batches(gen)
+        total = sum(len(b) for b in batches)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", unit="triple", unit_scale=True,
+                       leave=False, mininterval=0.5, file=sys.stderr)
+        losses = []
+        for batch in batches:
+            if self.per_step_noise:
+                task.start_epoch(epoch, gen)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = task.step(batch, gen)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"training diverged at epoch {epoch}: loss is {float(loss)}")
+            loss.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(len(batch))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if bar is not None:
+            bar.close()
+        return sum(losses) / max(1, len(losses))
+
+    def fit(self) -> TrainState:
+        st = self.state
+        metric = self.task.selection_metric
+        while st.epoch < self.epochs and not st.stopped_early:
+            epoch = st.epoch + 1
+            t0 = time.perf_counter()
+            loss = self._epoch(epoch)
+            seconds = time.perf_counter() - t0
+            st.epoch = epoch
+            st.epoch_seconds.append(seconds)
+            entry: Dict[str, Any] = {"epoch": epoch, "loss": round(loss, 6), "seconds": round(seconds, 3)}
+            if epoch % self.eval_every == 0 or epoch == self.epochs:
+                self.task.model.eval()
+                valid = self.task.validate()
+                entry["valid"] = valid
+                score = valid[metric]
+                if score > st.best_score:
+                    st.best_score, st.best_epoch, st.bad_evals = score, epoch, 0
+                    self.save_best()
+                    flag = " (best)"
+                else:
+                    st.bad_evals += 1
+                    flag = f" (no gain {st.bad_evals}/{self.patience})"
+                self.log(f"epoch {epoch}: loss {loss:.4f}, valid {metric} {score:.4f}{flag}, {seconds:.1f}s/epoch")
+                if st.bad_evals >= self.patience:
+                    st.stopped_early = True
+                    self.log(f"early stop: no valid gain in {self.patience} evaluations; best epoch {st.best_epoch}")
+            st.history.append(entry)
+            if epoch % self.checkpoint_every == 0 or st.stopped_early or epoch == self.epochs:
+                self.save_checkpoint()
+        st.finished = True
+        self.save_checkpoint()
+        return st
+
+    def median_epoch_seconds(self) -> float:
+        return float(statistics.median(self.state.epoch_seconds)) if self.state.epoch_seconds else 0.0
