@@ -29,6 +29,8 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
     }
+    if getattr(a, "no_iterative", False):
+        o["alignment.iterative"] = False
     return {k: v for k, v in o.items() if v is not None}
 
 
@@ -42,6 +44,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     preset = a.preset
     if preset is None and overrides.get("dataset") == "synthetic" and not a.config:
         preset = "synthetic"
+    if preset is None and overrides.get("task") == "alignment" and not a.config:
+        preset = "dbp15k"  # the alignment defaults (SPEC section 5)
     cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides)
     results = train(cfg, a.output, resume=a.resume, overwrite=a.overwrite,
                     progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr))
@@ -103,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--noise-ratio", type=float, help="rho: probability that a modality row is noised (0 disables)")
     t.add_argument("--mask-ratio", type=float, help="eps: how much of a noised row is replaced")
     t.add_argument("--ties", choices=["realistic", "optimistic"])
+    t.add_argument("--no-iterative", action="store_true",
+                   help="alignment: turn iterative learning (adding mutual nearest neighbours as links) off")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")

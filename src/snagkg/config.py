@@ -98,6 +98,46 @@ class CompletionConfig:
 
 
 @dataclass(frozen=True)
+class AlignmentConfig:
+    """Multi-modal entity alignment (SPEC section 5; ``snagkg.alignment``)."""
+    train_ratio: float = 0.0        # share of the gold links used for training; 0: layout default (DBP15K 0.3, OpenEA 0.2)
+    valid_ratio: float = 0.1        # share of the training links held out for model selection (never test)
+    structure_dim: int = 300        # width of the structure embedding and of the GAT
+    gat_layers: int = 2
+    gat_heads: int = 2
+    gat_dropout: float = 0.0
+    temperature: float = 0.1        # tau of the in-batch contrastive loss
+    csls_k: int = 3                 # CSLS neighbourhood (0: plain cosine)
+    top_relations: int = 1000       # relation bag width
+    top_attributes: int = 1000      # attribute bag width
+    char_vocab: int = 2000          # most frequent name character bigrams kept
+    warmup: float = 0.15            # share of the run spent warming the learning rate up (cosine after)
+    iterative: bool = True          # iterative learning: add stable mutual nearest neighbours as links
+    iterative_start: int = 0        # warm stage in epochs before proposals start (0: half of train.epochs)
+    propose_every: int = 5          # propose mutual nearest neighbours every N epochs
+    add_every: int = 50             # add the proposals that stayed mutual every N epochs
+
+    def check(self) -> None:
+        if not 0.0 <= self.train_ratio < 1.0:
+            raise ValueError(f"alignment.train_ratio must be in [0, 1), got {self.train_ratio}")
+        if not 0.0 <= self.valid_ratio < 1.0:
+            raise ValueError(f"alignment.valid_ratio must be in [0, 1), got {self.valid_ratio}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"alignment.warmup must be in [0, 1), got {self.warmup}")
+        if not 0.0 <= self.gat_dropout < 1.0:
+            raise ValueError(f"alignment.gat_dropout must be in [0, 1), got {self.gat_dropout}")
+        if not self.temperature > 0:
+            raise ValueError(f"alignment.temperature must be positive, got {self.temperature}")
+        for name in ("structure_dim", "gat_heads", "top_relations", "top_attributes", "char_vocab",
+                     "propose_every", "add_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"alignment.{name} must be positive, got {getattr(self, name)}")
+        for name in ("gat_layers", "csls_k", "iterative_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"alignment.{name} must not be negative, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     task: str = "completion"
     dataset: str = "synthetic"
@@ -110,6 +150,7 @@ class RunConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     completion: CompletionConfig = field(default_factory=CompletionConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     def check(self) -> None:
         if self.task not in ("completion", "alignment"):
@@ -120,7 +161,7 @@ class RunConfig:
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.modalities is not None and len(self.modalities) == 0:
             raise ValueError("modalities must name at least one modality")
-        for sec in (self.encoder, self.noise, self.train, self.completion):
+        for sec in (self.encoder, self.noise, self.train, self.completion, self.alignment):
             sec.check()
 
     def to_dict(self) -> Dict[str, Any]:
@@ -130,7 +171,8 @@ class RunConfig:
         return d
 
 
-SECTIONS = {"encoder": EncoderConfig, "noise": NoiseConfig, "train": TrainConfig, "completion": CompletionConfig}
+SECTIONS = {"encoder": EncoderConfig, "noise": NoiseConfig, "train": TrainConfig, "completion": CompletionConfig,
+            "alignment": AlignmentConfig}
 
 
 def _positive(obj: Any, *names: str) -> None:
