@@ -18,6 +18,8 @@ def load_completion_dataset(spec: str, seed: int = 0) -> KnowledgeGraph:
     path = Path(spec)
     if not path.exists():
         raise SnagError("dataset folder not found (use 'synthetic' or a folder in the OpenKE layout)", path)
+    if not path.is_dir():
+        raise SnagError("dataset path is not a folder (use 'synthetic' or a folder in the OpenKE layout)", path)
     if not is_openke(path):
         raise SnagError("not an OpenKE dataset folder: entity2id.txt is missing", path / "entity2id.txt")
     return read_openke(path, seed=seed)

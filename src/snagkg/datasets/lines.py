@@ -5,6 +5,7 @@ the file and the 1-based line number.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -27,6 +28,8 @@ def read_lines(path: Path) -> List[Tuple[int, str]]:
         raw = path.read_bytes()
     except OSError as exc:
         raise SnagError(f"cannot read: {exc.strerror}", path) from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (some editors add one)
+        raw = raw[3:]
     out: List[Tuple[int, str]] = []
     blank_at: Optional[int] = None
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
@@ -45,13 +48,24 @@ def read_lines(path: Path) -> List[Tuple[int, str]]:
     return out
 
 
+_INT = re.compile(r"[+-]?[0-9]{1,30}")
+INT64_MAX = 2**63 - 1
+
+
+def _show(token: str, limit: int = 40) -> str:
+    """``repr`` of a token, cut short so an error stays one readable line."""
+    return repr(token if len(token) <= limit else token[:limit] + "...")
+
+
 def parse_int(token: str, path: Path, line: int, what: str) -> int:
-    try:
-        value = int(token)
-    except ValueError:
-        raise SnagError(f"{what} {token!r} is not an integer", path, line) from None
+    """A non-negative decimal integer that fits in int64 (ASCII digits only)."""
+    if not _INT.fullmatch(token):
+        raise SnagError(f"{what} {_show(token)} is not an integer", path, line)
+    value = int(token)
     if value < 0:
         raise SnagError(f"{what} {value} is negative", path, line)
+    if value > INT64_MAX:
+        raise SnagError(f"{what} {value} is too large", path, line)
     return value
 
 
@@ -78,6 +92,13 @@ def read_name_ids(path: Path, with_count: bool, id_first: bool = False) -> Tuple
     Returns names and ids in file order; names may contain spaces when the id
     is the last column. Duplicate ids or names are errors.
     """
+    names, ids, _ = read_name_id_lines(path, with_count, id_first)
+    return names, ids
+
+
+def read_name_id_lines(path: Path, with_count: bool,
+                       id_first: bool = False) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """:func:`read_name_ids` plus the 1-based line number of every record."""
     path = Path(path)
     lines = split_count(read_lines(path), path, with_count)
     names: List[str] = []
@@ -101,14 +122,15 @@ def read_name_ids(path: Path, with_count: bool, id_first: bool = False) -> Tuple
         if ident in seen_ids:
             raise SnagError(f"duplicate id {ident} (first on line {seen_ids[ident]})", path, number)
         if name in seen_names:
-            raise SnagError(f"duplicate name {name!r} (first on line {seen_names[name]})", path, number)
+            raise SnagError(f"duplicate name {_show(name)} (first on line {seen_names[name]})", path, number)
         seen_ids[ident] = number
         seen_names[name] = number
         names.append(name)
         ids.append(ident)
     if not lines:
         raise SnagError("no records", path)
-    return names, np.asarray(ids, dtype=np.int64)
+    numbers = np.asarray([number for number, _ in lines], dtype=np.int64)
+    return names, np.asarray(ids, dtype=np.int64), numbers
 
 
 def read_int_rows(

@@ -15,17 +15,19 @@ import numpy as np
 from ..errors import SnagError
 from ..features.tables import load_feature_dir
 from .graph import KnowledgeGraph, clean_valid, unseen_entity_note
-from .lines import read_int_rows, read_name_ids
+from .lines import read_int_rows, read_name_id_lines
 
 RESERVED_MODALITIES = ("structure",)
 
 
-def _dense_names(path: Path, names: List[str], ids: np.ndarray) -> List[str]:
+def _dense_names(path: Path) -> List[str]:
+    """Read a ``name id`` table whose ids must be exactly ``0..n-1`` (unique, so a permutation)."""
+    names, ids, numbers = read_name_id_lines(path, with_count=True)
     n = len(names)
     out: List[str] = [""] * n
-    for name, ident in zip(names, ids.tolist()):
+    for name, ident, number in zip(names, ids.tolist(), numbers.tolist()):
         if ident >= n:
-            raise SnagError(f"id {ident} is out of range: ids must be 0..{n - 1}", path)
+            raise SnagError(f"id {ident} is out of range: the {n} ids must be 0..{n - 1}", path, number)
         out[ident] = name
     return out
 
@@ -41,10 +43,8 @@ def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
     if not folder.is_dir():
         raise SnagError("dataset path is not a folder", folder)
     ent_path, rel_path = folder / "entity2id.txt", folder / "relation2id.txt"
-    e_names, e_ids = read_name_ids(ent_path, with_count=True)
-    r_names, r_ids = read_name_ids(rel_path, with_count=True)
-    entities = _dense_names(ent_path, e_names, e_ids)
-    relations = _dense_names(rel_path, r_names, r_ids)
+    entities = _dense_names(ent_path)
+    relations = _dense_names(rel_path)
     n_ent, n_rel = len(entities), len(relations)
 
     splits = {}
@@ -52,7 +52,7 @@ def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
         path = folder / f"{split}2id.txt"
         rows, _ = read_int_rows(path, 3, True, [("entity id", n_ent), ("entity id", n_ent), ("relation id", n_rel)])
         if len(rows) == 0:
-            raise SnagError(f"the {split} split is empty", path)
+            raise SnagError(f"the {split} split is empty (no triples)", path, 1)
         splits[split] = rows[:, [0, 2, 1]].copy()  # (h, t, r) -> (h, r, t)
 
     notes: List[str] = []
@@ -66,11 +66,11 @@ def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
         warn = unseen_entity_note(splits["train"], arr, name)
         if warn:
             notes.append(warn)
-    tables = load_feature_dir(folder / "features", n_ent, seed=seed) if features else {}
-    for reserved in RESERVED_MODALITIES:
-        if reserved in tables:
+    for reserved in RESERVED_MODALITIES if features else ():
+        if (folder / "features" / f"{reserved}.npy").exists():  # checked before any table is read
             raise SnagError(f"'{reserved}' is a reserved modality name (learned, not loaded)",
                             folder / "features" / f"{reserved}.npy")
+    tables = load_feature_dir(folder / "features", n_ent, seed=seed) if features else {}
     return KnowledgeGraph(
         name=folder.name, entities=entities, relations=relations,
         train=splits["train"], valid=valid, test=splits["test"], features=tables, notes=notes,
