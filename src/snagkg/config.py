@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -18,6 +19,14 @@ import yaml
 from .errors import SnagError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigValueError(ValueError):
+    """An out-of-range config value; ``keys`` are the dotted keys involved (first: the main one)."""
+
+    def __init__(self, message: str, *keys: str):
+        super().__init__(message)
+        self.keys = keys
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,17 @@ class EncoderConfig:
     def check(self) -> None:
         _positive(self, "hidden", "projection_layers", "heads", "layers")
         if self.hidden % 2:
-            raise ValueError("encoder.hidden must be even (RotatE uses hidden/2 complex numbers)")
+            raise ConfigValueError("encoder.hidden must be even (RotatE uses hidden/2 complex numbers)",
+                                   "encoder.hidden")
         if self.hidden % self.heads:
-            raise ValueError(f"encoder.hidden ({self.hidden}) must be divisible by encoder.heads ({self.heads})")
+            raise ConfigValueError(f"encoder.hidden ({self.hidden}) must be divisible by encoder.heads ({self.heads})",
+                                   "encoder.hidden", "encoder.heads")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigValueError(f"encoder.dropout must be in [0, 1), got {self.dropout}", "encoder.dropout")
         from .encoder import READOUTS
         if self.readout not in READOUTS:
-            raise ValueError(f"encoder.readout {self.readout!r} is not one of {', '.join(READOUTS.names())}")
+            raise ConfigValueError(f"encoder.readout {self.readout!r} is not one of {', '.join(READOUTS.names())}",
+                                   "encoder.readout")
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class NoiseConfig:
         for name in ("ratio", "mask", "structure_scale"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"noise.{name} must be in [0, 1], got {v}")
+                raise ConfigValueError(f"noise.{name} must be in [0, 1], got {v}", f"noise.{name}")
 
 
 @dataclass(frozen=True)
@@ -74,10 +86,11 @@ class TrainConfig:
     def check(self) -> None:
         _positive(self, "epochs", "batch_size", "negatives", "eval_every", "patience", "checkpoint_every")
         if not self.lr > 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
+            raise ConfigValueError(f"train.lr must be positive, got {self.lr}", "train.lr")
         for name in ("weight_decay", "grad_clip", "eval_limit"):
             if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must not be negative, got {getattr(self, name)}")
+                raise ConfigValueError(f"train.{name} must not be negative, got {getattr(self, name)}",
+                                       f"train.{name}")
 
 
 @dataclass(frozen=True)
@@ -89,12 +102,14 @@ class CompletionConfig:
 
     def check(self) -> None:
         if not self.margin > 0:
-            raise ValueError(f"completion.margin must be positive, got {self.margin}")
+            raise ConfigValueError(f"completion.margin must be positive, got {self.margin}", "completion.margin")
         if self.adversarial_temperature < 0:
-            raise ValueError("completion.adversarial_temperature must not be negative")
+            raise ConfigValueError("completion.adversarial_temperature must not be negative",
+                                   "completion.adversarial_temperature")
         from .completion.scorers import SCORERS
         if self.scorer not in SCORERS:
-            raise ValueError(f"completion.scorer {self.scorer!r} is not one of {', '.join(SCORERS.names())}")
+            raise ConfigValueError(f"completion.scorer {self.scorer!r} is not one of {', '.join(SCORERS.names())}",
+                                   "completion.scorer")
 
 
 @dataclass(frozen=True)
@@ -119,22 +134,29 @@ class AlignmentConfig:
 
     def check(self) -> None:
         if not 0.0 <= self.train_ratio < 1.0:
-            raise ValueError(f"alignment.train_ratio must be in [0, 1), got {self.train_ratio}")
+            raise ConfigValueError(f"alignment.train_ratio must be in [0, 1), got {self.train_ratio}",
+                                   "alignment.train_ratio")
         if not 0.0 <= self.valid_ratio < 1.0:
-            raise ValueError(f"alignment.valid_ratio must be in [0, 1), got {self.valid_ratio}")
+            raise ConfigValueError(f"alignment.valid_ratio must be in [0, 1), got {self.valid_ratio}",
+                                   "alignment.valid_ratio")
         if not 0.0 <= self.warmup < 1.0:
-            raise ValueError(f"alignment.warmup must be in [0, 1), got {self.warmup}")
+            raise ConfigValueError(f"alignment.warmup must be in [0, 1), got {self.warmup}",
+                                   "alignment.warmup")
         if not 0.0 <= self.gat_dropout < 1.0:
-            raise ValueError(f"alignment.gat_dropout must be in [0, 1), got {self.gat_dropout}")
+            raise ConfigValueError(f"alignment.gat_dropout must be in [0, 1), got {self.gat_dropout}",
+                                   "alignment.gat_dropout")
         if not self.temperature > 0:
-            raise ValueError(f"alignment.temperature must be positive, got {self.temperature}")
+            raise ConfigValueError(f"alignment.temperature must be positive, got {self.temperature}",
+                                   "alignment.temperature")
         for name in ("structure_dim", "gat_heads", "top_relations", "top_attributes", "char_vocab",
                      "propose_every", "add_every"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"alignment.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigValueError(f"alignment.{name} must be positive, got {getattr(self, name)}",
+                                       f"alignment.{name}")
         for name in ("gat_layers", "csls_k", "iterative_start"):
             if getattr(self, name) < 0:
-                raise ValueError(f"alignment.{name} must not be negative, got {getattr(self, name)}")
+                raise ConfigValueError(f"alignment.{name} must not be negative, got {getattr(self, name)}",
+                                       f"alignment.{name}")
 
 
 @dataclass(frozen=True)
@@ -154,13 +176,13 @@ class RunConfig:
 
     def check(self) -> None:
         if self.task not in ("completion", "alignment"):
-            raise ValueError(f"task must be 'completion' or 'alignment', got {self.task!r}")
+            raise ConfigValueError(f"task must be 'completion' or 'alignment', got {self.task!r}", "task")
         if self.ties not in ("realistic", "optimistic"):
-            raise ValueError(f"ties must be 'realistic' or 'optimistic', got {self.ties!r}")
+            raise ConfigValueError(f"ties must be 'realistic' or 'optimistic', got {self.ties!r}", "ties")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+            raise ConfigValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}", "device")
         if self.modalities is not None and len(self.modalities) == 0:
-            raise ValueError("modalities must name at least one modality")
+            raise ConfigValueError("modalities must name at least one modality", "modalities")
         for sec in (self.encoder, self.noise, self.train, self.completion, self.alignment):
             sec.check()
 
@@ -180,11 +202,12 @@ def _positive(obj: Any, *names: str) -> None:
         v = getattr(obj, name)
         if v <= 0:
             section = {EncoderConfig: "encoder", TrainConfig: "train"}.get(type(obj), "")
-            raise ValueError(f"{section}.{name} must be positive, got {v}")
+            raise ConfigValueError(f"{section}.{name} must be positive, got {v}", f"{section}.{name}")
 
 
-def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
+def _coerce(cls: type, key: str, value: Any, where: str, label: Optional[str] = None) -> Any:
     f = {f.name: f for f in fields(cls)}[key]
+    name = label or key
     default = f.default if f.default is not dataclasses.MISSING else None
     typ = type(default) if default is not None else None
     if key == "modalities":
@@ -193,63 +216,141 @@ def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise SnagError(f"{key} must be a list of modality names", where)
+            raise SnagError(f"{name} must be a list of modality names", where)
         return tuple(value)
     if typ is bool:
         if isinstance(value, bool):
             return value
-        raise SnagError(f"{key} must be true or false, got {value!r}", where)
+        raise SnagError(f"{name} must be true or false, got {value!r}", where)
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SnagError(f"{key} must be an integer, got {value!r}", where)
+            raise SnagError(f"{name} must be an integer, got {value!r}", where)
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SnagError(f"{key} must be a number, got {value!r}", where)
-        return float(value)
+            raise SnagError(f"{name} must be a number, got {value!r}", where)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise SnagError(f"{name} must be a finite number, got {value!r}", where)
+        return value
     if typ is str or key in ("preset",):
         if value is not None and not isinstance(value, str):
-            raise SnagError(f"{key} must be a string, got {value!r}", where)
+            raise SnagError(f"{name} must be a string, got {value!r}", where)
         return value
     return value
 
 
-def _closest(key: str, options) -> str:
+def _closest(key: str, options, prefix: str = "") -> str:
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f" (valid keys: {', '.join(sorted(options))})"
+    if close:
+        return f"; did you mean {prefix + close[0]!r}?"
+    return f" (valid keys: {', '.join(prefix + o for o in sorted(options))})"
+
+
+_SAFE_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_SAFE_TAG + t for t in ("null", "bool", "int", "float", "str", "seq", "map")}
 
 
 def _read_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[Tuple[str, ...], int]]:
-    """Safe-load a YAML mapping, keeping the line of every key."""
+    """Safe-load a YAML mapping, keeping the line of every key.
+
+    Only plain YAML is accepted: ``!!python/...`` and other custom tags are
+    refused (nothing in a config file is ever executed or imported), and so
+    are duplicate keys.
+    """
+    path = Path(path)
     if not path.exists():
         raise SnagError("config file not found", path)
+    if not path.is_file():
+        raise SnagError("config path is not a regular file", path)
     try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise SnagError("not valid UTF-8", path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SnagError("not valid UTF-8", path, line) from None
+    except OSError as exc:
+        raise SnagError(f"cannot read: {exc.strerror or exc}", path) from None
+
+    def fail(exc: yaml.YAMLError) -> SnagError:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise SnagError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path, line) from None
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return SnagError(f"invalid YAML: {what}", path, line)
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise fail(exc) from None
+    except RecursionError:
+        raise SnagError("invalid YAML: nested too deeply", path) from None
     if node is None:
         return {}, {}
     lines: Dict[Tuple[str, ...], int] = {}
+    constructor = yaml.SafeLoader("")
 
     def walk(n: Any, prefix: Tuple[str, ...]) -> Any:
+        line = n.start_mark.line + 1
+        if n.tag not in _PLAIN_TAGS:
+            tag = str(n.tag).replace(_SAFE_TAG, "!!")
+            raise SnagError(f"YAML tag {tag!r} is not allowed in a config (plain values only; "
+                            "nothing in a config is ever executed)", path, line)
         if isinstance(n, yaml.MappingNode):
-            out = {}
+            if n.tag != _SAFE_TAG + "map":
+                raise SnagError(f"YAML tag {n.tag!r} is not allowed here (expected a mapping)", path, line)
+            out: Dict[str, Any] = {}
             for k, v in n.value:
+                kline = k.start_mark.line + 1
+                if not isinstance(k, yaml.ScalarNode) or k.tag not in _PLAIN_TAGS:
+                    raise SnagError("config keys must be plain names", path, kline)
                 key = str(k.value)
-                lines[prefix + (key,)] = k.start_mark.line + 1
+                if prefix + (key,) in lines:
+                    raise SnagError(f"duplicate key {key!r} (first on line {lines[prefix + (key,)]})", path, kline)
+                lines[prefix + (key,)] = kline
                 out[key] = walk(v, prefix + (key,))
             return out
-        return yaml.safe_load(yaml.serialize(n))
+        try:
+            return constructor.construct_object(n, deep=True)
+        except yaml.YAMLError as exc:
+            raise fail(exc) from None
 
     data = walk(node, ())
     if not isinstance(data, dict):
-        raise SnagError("config must be a YAML mapping", path, 1)
+        raise SnagError("config must be a YAML mapping (key: value lines)", path, node.start_mark.line + 1)
     return data, lines
+
+
+def _has(data: Dict[str, Any], dotted: str) -> bool:
+    cur: Any = data
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return False
+        cur = cur[part]
+    return True
+
+
+Layer = Tuple[str, Dict[str, Any], Dict[Tuple[str, ...], int]]
+
+
+def _checked(cfg: "RunConfig", layers: "list[Layer]", fallback: Any) -> "RunConfig":
+    """Run ``cfg.check()``; report a bad value at the file and line that set it.
+
+    ``layers`` are ``(source, data, key lines)`` from the highest precedence
+    down; the error names the first layer that set one of the offending keys.
+    """
+    try:
+        cfg.check()
+    except ConfigValueError as exc:
+        for source, data, lines in layers:
+            for key in exc.keys:
+                if _has(data, key):
+                    raise SnagError(str(exc), source, lines.get(tuple(key.split(".")))) from None
+        raise SnagError(str(exc), fallback) from None
+    except ValueError as exc:
+        raise SnagError(str(exc), fallback) from None
+    return cfg
 
 
 def apply_mapping(cfg: RunConfig, data: Dict[str, Any], source: str,
@@ -271,29 +372,34 @@ def apply_mapping(cfg: RunConfig, data: Dict[str, Any], source: str,
             for k2, v2 in value.items():
                 line2 = lines.get((key, k2))
                 if k2 not in names:
-                    raise SnagError(f"unknown config key '{key}.{k2}'{_closest(k2, names)}", source, line2)
-                sub[k2] = _coerce_at(cls, k2, v2, source, line2)
+                    raise SnagError(f"unknown config key '{key}.{k2}'{_closest(k2, names, key + '.')}", source, line2)
+                sub[k2] = _coerce_at(cls, k2, v2, source, line2, f"{key}.{k2}")
             updates[key] = replace(getattr(cfg, key), **sub)
         else:
             updates[key] = _coerce_at(RunConfig, key, value, source, where_line)
     return replace(cfg, **updates)
 
 
-def _coerce_at(cls: type, key: str, value: Any, source: str, line: Optional[int]) -> Any:
+def _coerce_at(cls: type, key: str, value: Any, source: str, line: Optional[int],
+               label: Optional[str] = None) -> Any:
     try:
-        return _coerce(cls, key, value, source)
+        return _coerce(cls, key, value, source, label)
     except SnagError as exc:
         raise SnagError(exc.message, source, line) from None
 
 
-def load_preset(name: str) -> Dict[str, Any]:
-    path = PRESET_DIR / f"{name.lower()}.yaml"
+def _preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{str(name).lower()}.yaml"
     if not path.exists():
         options = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        close = difflib.get_close_matches(name.lower(), options, n=1)
+        close = difflib.get_close_matches(str(name).lower(), options, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise SnagError(f"unknown preset {name!r} (choose from {', '.join(options)}){hint}")
-    data, _ = _read_yaml(path)
+    return path
+
+
+def load_preset(name: str) -> Dict[str, Any]:
+    data, _ = _read_yaml(_preset_path(name))
     return data
 
 
@@ -306,6 +412,8 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
     """Build the run config: defaults < preset < YAML file < overrides.
 
     ``overrides`` uses dotted keys for sections: ``{"train.epochs": 5, "seed": 1}``.
+    An out-of-range value is reported at the file and line (or the command
+    line) that set it.
     """
     cfg = base or RunConfig()
     file_data: Dict[str, Any] = {}
@@ -313,11 +421,24 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
     if config_file:
         file_data, file_lines = _read_yaml(Path(config_file))
     preset = (overrides or {}).get("preset") or preset or file_data.get("preset")
+    layers: list = []
     if preset:
-        cfg = apply_mapping(cfg, load_preset(preset), str(PRESET_DIR / f"{preset}.yaml"))
+        from_file = preset == file_data.get("preset") and config_file is not None
+        if not isinstance(preset, str):
+            raise SnagError(f"preset must be a name, got {preset!r}", config_file, file_lines.get(("preset",)))
+        try:
+            path = _preset_path(preset)
+        except SnagError as exc:
+            if from_file:
+                raise SnagError(exc.message, config_file, file_lines.get(("preset",))) from None
+            raise
+        preset_data, preset_lines = _read_yaml(path)
+        cfg = apply_mapping(cfg, preset_data, str(path), preset_lines)
         cfg = replace(cfg, preset=preset)
+        layers.insert(0, (str(path), preset_data, preset_lines))
     if file_data:
         cfg = apply_mapping(cfg, file_data, str(config_file), file_lines)
+        layers.insert(0, (str(config_file), file_data, file_lines))
     if overrides:
         nested: Dict[str, Any] = {}
         for key, value in overrides.items():
@@ -329,11 +450,8 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
             else:
                 nested[key] = value
         cfg = apply_mapping(cfg, nested, "command line")
-    try:
-        cfg.check()
-    except ValueError as exc:
-        raise SnagError(str(exc), config_file or "command line") from None
-    return cfg
+        layers.insert(0, ("command line", nested, {}))
+    return _checked(cfg, layers, config_file or "command line")
 
 
 def dump(cfg: RunConfig) -> str:
@@ -341,19 +459,13 @@ def dump(cfg: RunConfig) -> str:
 
 
 def from_dict(data: Dict[str, Any], source: str = "config.yaml") -> RunConfig:
+    if not isinstance(data, dict):
+        raise SnagError("config must be a mapping", source)
     cfg = apply_mapping(RunConfig(), data, source)
-    try:
-        cfg.check()
-    except ValueError as exc:
-        raise SnagError(str(exc), source) from None
-    return cfg
+    return _checked(cfg, [(source, data, {})], source)
 
 
 def load_run_config(path: Path) -> RunConfig:
     data, lines = _read_yaml(Path(path))
     cfg = apply_mapping(RunConfig(), data, str(path), lines)
-    try:
-        cfg.check()
-    except ValueError as exc:
-        raise SnagError(str(exc), path) from None
-    return cfg
+    return _checked(cfg, [(str(path), data, lines)], path)
