@@ -125,3 +125,44 @@ def load_feature_dir(folder: Path, num_entities: int, seed: int = 0) -> Dict[str
         missing = read_missing_ids(miss_path, num_entities) if miss_path.exists() else None
         tables[name] = make_table(name, values, missing, seed=seed, source=npy)
     return tables
+
+
+def missing_path_for(npy: Path) -> Path:
+    """``<folder>/<modality>.missing.txt`` next to ``<folder>/<modality>.npy``."""
+    npy = Path(npy)
+    return npy.with_name(f"{npy.stem}.missing.txt")
+
+
+def save_feature_table(npy: Path, values: np.ndarray, missing: np.ndarray) -> None:
+    """Write a table the way :func:`load_feature_dir` reads it back.
+
+    ``values`` is ``[N, D]`` float32 whose missing rows are NaN; ``missing``
+    is the ``[N]`` mask. The table is validated first (exactly as the loader
+    will), so a table that could not be loaded is never written. Writes
+    ``npy`` and ``<stem>.missing.txt`` (one id per line) atomically; a stale
+    missing file is removed when nothing is missing. If writing the table
+    fails, the previous missing file is put back.
+    """
+    from ..io import write_bytes, save_numpy
+
+    npy = Path(npy)
+    values = np.asarray(values, dtype=np.float32)
+    missing = np.asarray(missing, dtype=bool)
+    make_table(npy.stem, values, missing, source=npy)  # raises SnagError if the loader would refuse it
+    miss_path = missing_path_for(npy)
+    old = miss_path.read_bytes() if miss_path.is_file() else None
+    if missing.any():
+        write_bytes(miss_path, "".join(f"{i}\n" for i in np.flatnonzero(missing)).encode())
+    elif old is not None:
+        try:
+            miss_path.unlink()
+        except OSError as exc:
+            raise SnagError(f"cannot remove the stale missing list: {exc.strerror or exc}", miss_path) from None
+    try:
+        save_numpy(npy, values)
+    except BaseException:
+        if old is not None:
+            write_bytes(miss_path, old)
+        elif miss_path.exists():
+            miss_path.unlink()
+        raise

@@ -1,0 +1,82 @@
+"""``snagkg features {text,import,relations}``: build modality feature tables for a dataset.
+
+Each command writes ``<dataset>/features/<modality>.npy`` (float32, one row per
+entity id, NaN rows for entities missing the modality) and
+``<modality>.missing.txt`` (one id per line), the files the dataset loader
+reads. Files are written atomically and only after every check has passed.
+A one-line summary goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SnagError
+
+
+def cmd_text(a: argparse.Namespace) -> int:
+    from .text import build_text_features
+
+    s = build_text_features(a.dataset, output=a.output, batch_size=a.batch_size, device=a.device,
+                            encoder=a.encoder, progress=False if a.no_progress else None)
+    print(s.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from .importing import import_features
+
+    s = import_features(a.dataset, a.modality, a.source, output=a.output, trust_pickle=a.trust_pickle, key=a.key)
+    print(s.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_relations(a: argparse.Namespace) -> int:
+    from .relations import build_relation_features
+
+    s = build_relation_features(a.dataset, top=a.top, output=a.output, log1p=a.log1p)
+    print(s.line(), file=sys.stderr)
+    return 0
+
+
+def _no_subcommand(a: argparse.Namespace) -> int:
+    raise SnagError("features: choose a sub-command: text, import or relations (see snagkg features -h)")
+
+
+def register(sub) -> None:
+    """Add ``features`` to the ``snagkg`` sub-commands ``sub``."""
+    from .extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS
+
+    f = sub.add_parser("features", help="build or import modality feature tables (features/<modality>.npy)",
+                       description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None)
+    f.set_defaults(func=_no_subcommand)
+    fs = f.add_subparsers(dest="features_command", parser_class=type(f))
+
+    t = fs.add_parser("text", help="encode entity names with a frozen sentence encoder -> features/text.npy")
+    t.add_argument("--dataset", required=True, help="OpenKE dataset folder (entity2id.txt is read)")
+    t.add_argument("--output", help="output .npy (default: DATASET/features/text.npy)")
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--encoder", default=DEFAULT_TEXT_ENCODER,
+                   help=f"feature extractor (default {DEFAULT_TEXT_ENCODER}; known: "
+                        f"{', '.join(FEATURE_EXTRACTORS.names())})")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_text)
+
+    i = fs.add_parser("import", help="convert existing vectors (.npy/.npz/.pt/.pth/.pkl) into features/NAME.npy")
+    i.add_argument("--dataset", required=True, help="OpenKE dataset folder (entity2id.txt is read)")
+    i.add_argument("--modality", required=True, help="modality name, e.g. image (not 'structure')")
+    i.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help=".npy/.npz table [entities x width], torch tensor or dict, or a pickled dict")
+    i.add_argument("--output", help="output .npy (default: DATASET/features/MODALITY.npy)")
+    i.add_argument("--key", help="pick one array of an .npz archive, or one entry of a dict")
+    i.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling (.pkl/.pickle, or a torch file weights_only refuses): it can run code")
+    i.set_defaults(func=cmd_import)
+
+    r = fs.add_parser("relations", help="relation-context counts from train -> features/relation.npy")
+    r.add_argument("--dataset", required=True, help="OpenKE dataset folder")
+    r.add_argument("--top", type=int, default=1000, help="count over the TOP most frequent train relations")
+    r.add_argument("--output", help="output .npy (default: DATASET/features/relation.npy)")
+    r.add_argument("--log1p", action="store_true", help="write log(1 + count) instead of raw counts")
+    r.set_defaults(func=cmd_relations)

