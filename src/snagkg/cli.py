@@ -46,12 +46,63 @@ def cmd_train(a: argparse.Namespace) -> int:
         preset = "synthetic"
     if preset is None and overrides.get("task") == "alignment" and not a.config:
         preset = "dbp15k"  # the alignment defaults (SPEC section 5)
-    cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides)
+    if a.resume:
+        cfg = _resume_config(a, preset, overrides)
+    else:
+        cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides)
     results = train(cfg, a.output, resume=a.resume, overwrite=a.overwrite,
                     progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr))
     print(results.summary(), file=sys.stderr)
     print(json.dumps({"valid": results.valid, "test": results.test, "best_epoch": results.best_epoch}))
     return 0
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict[str, Any]):
+    """The config of a resumed run: its saved ``config.yaml``; only --epochs and --device may change.
+
+    Any other setting given on the command line (or via --config/--preset)
+    must match the saved one: a different dataset or model would not fit the
+    checkpoint.
+    """
+    from dataclasses import replace
+    from pathlib import Path
+
+    from . import config as C
+    from .run import _absolute_dataset
+    from .training import CHECKPOINT
+
+    folder = Path(a.output)
+    if not (folder / CHECKPOINT).is_file():
+        raise SnagError("nothing to resume: no checkpoint.pt in this folder", folder)
+    path = folder / "config.yaml"
+    saved = C.load_run_config(path)
+    free = {"train.epochs", "device"}
+    given = {k: v for k, v in overrides.items() if k not in free}
+    if given or a.config or a.preset:
+        wanted = _absolute_dataset(C.resolve(preset=preset, config_file=a.config, overrides=overrides))
+        old, new = _flatten(saved.to_dict()), _flatten(wanted.to_dict())
+        _, lines = C._read_yaml(path)
+        for key in old:
+            if key in free or key == "preset" or old[key] == new.get(key):
+                continue
+            raise SnagError(
+                f"cannot resume with a different {key}: {old[key]!r} in the saved run, {new.get(key)!r} now "
+                f"(only --epochs and --device may change on --resume; use a new --output for other settings)",
+                path, lines.get(tuple(key.split("."))))
+    train_cfg = saved.train if a.epochs is None else replace(saved.train, epochs=a.epochs)
+    cfg = replace(saved, train=train_cfg, device=a.device or saved.device)
+    C._checked(cfg, [("command line", overrides, {})], "command line")
+    return cfg
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:

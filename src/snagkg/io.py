@@ -31,19 +31,58 @@ def _fail(path: PathLike, exc: OSError) -> SnagError:
     return SnagError(what, path)
 
 
+_UMASK = None
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give (``mkstemp`` files are 0600)."""
+    global _UMASK
+    try:
+        return path.stat().st_mode & 0o7777  # replacing a file keeps its mode
+    except OSError:
+        pass
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every OS/filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` atomically; ``write`` receives a binary file object."""
+    """Write ``path`` atomically; ``write`` receives a binary file object.
+
+    If anything fails (full disk, no permission, an exception inside
+    ``write``), the previous ``path`` is left as it was and the temporary
+    file is removed; an ``OSError`` becomes a one-line :class:`SnagError`.
+    """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _new_file_mode(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
+        _fsync_dir(path.parent)
     except OSError as exc:
         raise _fail(path, exc) from None
     finally:
@@ -72,9 +111,19 @@ def append_line(path: PathLike, line: str) -> None:
 
 
 def save_torch(path: PathLike, obj: Any) -> None:
+    """``torch.save`` through :func:`atomic_write`.
+
+    The object is serialised in memory first: torch's zip writer reports a
+    failed write (full disk) as a generic ``RuntimeError``, while a plain
+    ``write`` of the bytes raises the ``OSError`` that :func:`atomic_write`
+    turns into a one-line error.
+    """
     import torch
 
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def save_numpy(path: PathLike, array: Any) -> None:
@@ -101,29 +150,45 @@ class RunLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no locking
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(self.path, "a+")
+            except OSError as exc:
+                raise _fail(self.path, exc) from None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                raise SnagError(
+                    "another snagkg process is training into this folder (locked); wait for it or choose "
+                    "another --output", self.path.parent,
+                ) from None
+            # The holder we waited for may have unlinked the file just before we locked it:
+            # then our lock is on a dead inode, so start again with the current file.
+            try:
+                same = os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
             fh.close()
-            raise SnagError(
-                "another snagkg process is training into this folder (locked); wait for it or choose another --output",
-                self.path.parent,
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        except OSError:
+            pass  # the pid is informational only
         self._fh = fh
         return self
 
     def release(self) -> None:
         if self._fh is not None:
+            with contextlib.suppress(OSError):  # unlink while still holding the lock (see acquire)
+                self.path.unlink()
             self._fh.close()
             self._fh = None
-            with contextlib.suppress(OSError):
-                self.path.unlink()
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -64,9 +65,18 @@ def _check_output(folder: Path, resume: bool, overwrite: bool) -> bool:
             raise SnagError("nothing to resume: no checkpoint.pt in this folder", folder)
         return True
     if has_content and not overwrite:
-        raise SnagError("output folder is not empty; pass --resume to continue the run there "
-                        "or --overwrite to replace it", folder)
+        raise SnagError("output folder already exists and is not empty; pass --resume to continue the run "
+                        "there or --overwrite to replace it", folder)
     return False
+
+
+def _remove_stale_temp_files(folder: Path) -> None:
+    """Delete ``.<name>.*.tmp`` files left by a writer that was killed mid-write (call under the lock)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
@@ -83,15 +93,26 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
     task = build_task(cfg)  # every input error is raised here, before anything is written
 
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SnagError(f"cannot create the output folder: {exc.strerror or exc}", folder) from None
     lock = RunLock(folder)
     try:
         lock.acquire()
     except SnagError:
         if created:
-            folder.rmdir()
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     try:
+        existing = _check_output(folder, resume, overwrite)  # again, now that no one else can write here
+        t = cfg.train
+        trainer = Trainer(task, folder, epochs=t.epochs, eval_every=t.eval_every, patience=t.patience,
+                          seed=cfg.seed, grad_clip=t.grad_clip, per_step_noise=cfg.noise.per_step,
+                          checkpoint_every=t.checkpoint_every, progress=progress, log=echo)
+        if existing and resume:
+            trainer.resume()  # a checkpoint of another dataset/config fails here, before anything is written
+        _remove_stale_temp_files(folder)
         if overwrite and not resume:
             for name in RUN_FILES:
                 (folder / name).unlink(missing_ok=True)
@@ -99,12 +120,7 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
         write_json(folder / "dataset.json", task.dataset_info())
         for note in task.kg.notes if hasattr(task, "kg") else []:
             echo(note)
-        t = cfg.train
-        trainer = Trainer(task, folder, epochs=t.epochs, eval_every=t.eval_every, patience=t.patience,
-                          seed=cfg.seed, grad_clip=t.grad_clip, per_step_noise=cfg.noise.per_step,
-                          checkpoint_every=t.checkpoint_every, progress=progress, log=echo)
         if existing and resume:
-            trainer.resume()
             echo(f"resuming after epoch {trainer.state.epoch}")
         t0 = time.perf_counter()
         prior = sum(trainer.state.epoch_seconds)
@@ -121,6 +137,10 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
         )
         results.save(folder / "results.json")
         return results
+    except BaseException:
+        if created and not (folder / CHECKPOINT).exists():  # nothing worth keeping (or resuming) yet
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         lock.release()
 

@@ -59,20 +59,37 @@ class TrainState:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     """Load a checkpoint without unpickling code (``weights_only=True``)."""
+    path = Path(path)
     if not path.exists():
         raise SnagError("checkpoint not found", path)
+    if not path.is_file():
+        raise SnagError("checkpoint is not a regular file", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused, truncated file, not a checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SnagError(f"not a loadable snagkg checkpoint ({first[:160]})", path) from None
+        text = str(exc).strip()
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            first = "it holds Python objects other than tensors; refusing to unpickle them"
+        else:
+            first = text.splitlines()[0][:160] if text else type(exc).__name__
+        raise SnagError(f"not a loadable snagkg checkpoint ({first})", path) from None
+    if not isinstance(ckpt, dict):
+        raise SnagError(f"not a snagkg checkpoint (it holds a {type(ckpt).__name__}, not a dict)", path)
+    return ckpt
 
 
 def check_fingerprint(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
+    if not isinstance(saved, dict):
+        raise SnagError("checkpoint has no valid dataset/config fingerprint", path)
     for key, value in current.items():
         if saved.get(key) != value:
             raise SnagError(f"checkpoint does not match this dataset/config: {key} is {saved.get(key)!r} "
                             f"in the checkpoint but {value!r} now", path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 class Trainer:
@@ -119,9 +136,14 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             if self.scheduler is not None and ckpt.get("scheduler") is not None:
                 self.scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise SnagError(f"checkpoint is incompatible with this model ({str(exc).splitlines()[0][:160]})", path) from None
-        self.state = TrainState(**ckpt["state"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise SnagError(f"checkpoint is incompatible with this model ({_first_line(exc)})", path) from None
+        try:
+            state = TrainState(**ckpt["state"])
+            int(state.epoch)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnagError(f"checkpoint has no valid training state ({_first_line(exc)})", path) from None
+        self.state = state
 
     # -- loop --------------------------------------------------------------
     def _epoch(self, epoch: int) -> float:
