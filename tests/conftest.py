@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny datasets written to a temporary folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SNAGKG_COMPILE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def make_openke(folder: Path, num_entities: int = 300, num_relations: int = 8, seed: int = 0,
+                features: bool = True) -> Path:
+    """Write a small synthetic MMKG in the OpenKE layout (with image/text features)."""
+    from snagkg.datasets import write_openke
+    from snagkg.datasets.synthetic import SyntheticConfig, generate
+
+    kg = generate(SyntheticConfig(num_entities=num_entities, num_relations=num_relations,
+                                  triples_per_entity=6.0), seed=seed)
+    if not features:
+        kg.features = {}
+    write_openke(kg, folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_openke(tmp_path / "tiny")
+
+
+@pytest.fixture
+def fast_config(tmp_path: Path) -> Path:
+    """A YAML config that makes training on tiny data take seconds."""
+    path = tmp_path / "fast.yaml"
+    path.write_text(
+        "encoder: {hidden: 32, heads: 2}\n"
+        "train: {epochs: 3, batch_size: 256, lr: 0.005, negatives: 8, eval_every: 1, patience: 5}\n"
+    )
+    return path

@@ -1,0 +1,56 @@
+import pytest
+
+from snagkg import config as C
+from snagkg.errors import SnagError
+
+
+def test_defaults_and_presets():
+    cfg = C.resolve()
+    assert cfg.train.lr == 1e-4 and cfg.train.negatives == 32 and cfg.completion.margin == 12.0
+    db = C.resolve(preset="db15k")
+    assert db.encoder.readout == "graph" and db.encoder.projection_layers == 2 and db.preset == "db15k"
+    assert C.resolve(preset="mkg-w").encoder.readout == "mean"
+    assert {"db15k", "mkg-w", "mkg-y", "synthetic"} <= set(C.preset_names())
+
+
+def test_precedence_preset_file_cli(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 0.01\n  epochs: 7\nnoise: {ratio: 0.5}\n")
+    cfg = C.resolve(preset="db15k", config_file=str(f), overrides={"train.epochs": 3})
+    assert cfg.train.lr == 0.01 and cfg.train.epochs == 3 and cfg.noise.ratio == 0.5
+    assert cfg.encoder.readout == "graph"  # from the preset
+
+
+def test_roundtrip_dump_load(tmp_path):
+    cfg = C.resolve(preset="mkg-w", overrides={"modalities": "structure,text", "seed": 4})
+    p = tmp_path / "config.yaml"
+    p.write_text(C.dump(cfg))
+    assert C.load_run_config(p) == cfg
+    assert cfg.modalities == ("structure", "text")
+
+
+def test_frozen():
+    cfg = C.resolve()
+    with pytest.raises(Exception):
+        cfg.seed = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_closest(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 3\n  learning_rate: 0.1\n")
+    with pytest.raises(SnagError) as e:
+        C.resolve(config_file=str(f))
+    msg = str(e.value)
+    assert "learning_rate" in msg and f"{f}:3:" in msg
+
+
+@pytest.mark.parametrize("override,text", [({"train.lr": -1.0}, "lr"), ({"noise.ratio": 1.5}, "ratio"),
+                                           ({"encoder.readout": "nope"}, "readout")])
+def test_out_of_range(override, text):
+    with pytest.raises(SnagError, match=text):
+        C.resolve(overrides=override)
+
+
+def test_unknown_preset():
+    with pytest.raises(SnagError, match="did you mean 'db15k'"):
+        C.resolve(preset="db15")
