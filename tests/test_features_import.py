@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest

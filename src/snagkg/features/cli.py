@@ -48,9 +48,11 @@ def register(sub) -> None:
     from .extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS
 
     f = sub.add_parser("features", help="build or import modality feature tables (features/<modality>.npy)",
-                       description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else None)
+                       description="Write DATASET/features/<modality>.npy (float32, one row per entity id, NaN rows "
+                                   "for entities missing the modality) and <modality>.missing.txt, the files the "
+                                   "dataset loader reads; atomically, and only after every check has passed.")
     f.set_defaults(func=_no_subcommand)
-    fs = f.add_subparsers(dest="features_command", parser_class=type(f))
+    fs = f.add_subparsers(dest="features_command", metavar="{text,import,relations}", parser_class=type(f))
 
     t = fs.add_parser("text", help="encode entity names with a frozen sentence encoder -> features/text.npy")
     t.add_argument("--dataset", required=True, help="OpenKE dataset folder (entity2id.txt is read)")
