@@ -69,8 +69,16 @@ class CompletionTask:
         batch, neg, mask = batch.to(dev), neg.to(dev), mask.to(dev)
         vecs = self.model.entity_vectors()  # fuse every entity once per step
         scorer = self.model.scorer
-        pos = scorer.score(vecs[batch[:, 0]], batch[:, 1], vecs[batch[:, 2]])
-        negs = scorer.score(vecs[neg[..., 0]], neg[..., 1], vecs[neg[..., 2]])
+        h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+        # One query per positive and direction; a negative only swaps the candidate entity,
+        # so the rotation is never recomputed for the [B, K] negatives.
+        q_tail = scorer.query(vecs[h], r, True)    # h o r, compared with tails
+        q_head = scorer.query(vecs[t], r, False)   # t o conj(r), compared with heads
+        pos = scorer.margin - scorer.distance(q_tail, vecs[t])
+        corrupt_head = neg[..., 0] != h.unsqueeze(1)
+        candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
+        q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+        negs = scorer.margin - scorer.distance(q, vecs[candidate])
         return self_adversarial_loss(pos, negs, mask, self.cfg.completion.adversarial_temperature)
 
     # -- evaluation --------------------------------------------------------
