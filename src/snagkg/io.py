@@ -107,6 +107,8 @@ def append_line(path: PathLike, line: str) -> None:
     """Append one line to a log by rewriting it atomically (logs are small)."""
     path = Path(path)
     old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"  # never glue the new line onto an unterminated last line
     write_bytes(path, old + line.rstrip("\n").encode("utf-8") + b"\n")
 
 
