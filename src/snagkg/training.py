@@ -12,6 +12,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol
@@ -65,7 +66,9 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise SnagError("checkpoint is not a regular file", path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles; the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused, truncated file, not a checkpoint
         text = str(exc).strip()
         if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
