@@ -1,0 +1,46 @@
+"""The in-batch contrastive alignment loss (ICL) and learned uncertainty weighting (SPEC section 5)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def icl_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1,
+             weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """In-batch contrastive loss over seed links ``(a_i, b_i)``.
+
+    Rows are L2-normalised. For the ``a -> b`` direction the logits of
+    ``a_i`` are its similarities to every ``b_j`` and to every other ``a_j``
+    (itself masked), divided by ``temperature``, and the target is ``b_i``;
+    ``b -> a`` likewise; the two directions are averaged. ``weight`` (``[B]``)
+    scales each link's cross-entropy (mean over links).
+    """
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    n = a.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=a.device)
+    target = torch.arange(n, device=a.device)
+    ab = a @ b.t() / temperature
+    aa = (a @ a.t() / temperature).masked_fill(eye, float("-inf"))
+    bb = (b @ b.t() / temperature).masked_fill(eye, float("-inf"))
+    loss_a = F.cross_entropy(torch.cat([ab, aa], dim=1), target, reduction="none")
+    loss_b = F.cross_entropy(torch.cat([ab.t(), bb], dim=1), target, reduction="none")
+    per_link = 0.5 * (loss_a + loss_b)
+    if weight is not None:
+        per_link = per_link * weight
+    return per_link.mean()
+
+
+class UncertaintyWeighting(nn.Module):
+    """``sum_i exp(-s_i) L_i + s_i`` with learned ``s`` (initialised to 0)."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(count))
+
+    def forward(self, losses: Sequence[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(list(losses))
+        return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
