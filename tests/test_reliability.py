@@ -216,6 +216,16 @@ def test_non_empty_output_folder_is_refused(tiny, cfg_file, tmp_path, capsys):
     assert snapshot(out) == before
 
 
+def test_demo_never_deletes_a_folder_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "important"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    code, _, err = run_main(["demo", "--output", out], capsys)
+    assert code == 2
+    assert_one_error(err, out, None, "not from a snagkg run (thesis.tex)")
+    assert (out / "thesis.tex").read_text() == "years of work"
+
+
 def test_overwrite_replaces_a_finished_run(tiny, cfg_file, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--dataset", tiny, "--output", out, "--config", cfg_file, "--no-progress"]

@@ -115,21 +115,28 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    import shutil
     import time
     from pathlib import Path
 
     from . import config as C
-    from .run import train
+    from .run import RUN_FILES, train
 
     out = Path(a.output)
-    if out.exists():
-        shutil.rmtree(out)
+    overwrite = False
+    if out.exists():  # replace an earlier demo run, but never delete anything else
+        if not out.is_dir():
+            raise SnagError("output path exists and is not a folder", out)
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in RUN_FILES and p.name != ".lock" and not p.name.endswith(".tmp"))
+        if foreign:
+            raise SnagError(f"output folder holds files that are not from a snagkg run ({foreign[0]}); "
+                            "choose another --output", out)
+        overwrite = True
     t0 = time.perf_counter()
     print("snagkg demo: SNAG (structure + image + text, Gaussian modality noise) on the built-in synthetic MMKG",
           file=sys.stderr)
     cfg = C.resolve(preset="synthetic", overrides={"dataset": "synthetic", "seed": a.seed, "device": a.device})
-    res = train(cfg, out, progress=None, echo=lambda s: print(s, file=sys.stderr))
+    res = train(cfg, out, overwrite=overwrite, progress=None, echo=lambda s: print(s, file=sys.stderr))
     print(f"\nresults in {out}/results.json ({time.perf_counter() - t0:.0f}s)")
     print(res.summary())
     return 0
