@@ -20,14 +20,15 @@ def icl_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1,
     """
     a = F.normalize(a, dim=-1)
     b = F.normalize(b, dim=-1)
-    n = a.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=a.device)
-    target = torch.arange(n, device=a.device)
-    ab = a @ b.t() / temperature
-    aa = (a @ a.t() / temperature).masked_fill(eye, float("-inf"))
-    bb = (b @ b.t() / temperature).masked_fill(eye, float("-inf"))
-    loss_a = F.cross_entropy(torch.cat([ab, aa], dim=1), target, reduction="none")
-    loss_b = F.cross_entropy(torch.cat([ab.t(), bb], dim=1), target, reduction="none")
+    a_t = a / temperature  # scale the [B, d] side, not the [B, B] logits
+    b_t = b / temperature
+    ab = a_t @ b.t()
+    aa = (a_t @ a.t()).fill_diagonal_(float("-inf"))  # an entity is not its own negative
+    bb = (b_t @ b.t()).fill_diagonal_(float("-inf"))
+    pos = (a_t * b).sum(dim=1)
+    # cross-entropy over [ab | aa] (and [ba | bb]) with the partner as target, without concatenating
+    loss_a = torch.logaddexp(torch.logsumexp(ab, dim=1), torch.logsumexp(aa, dim=1)) - pos
+    loss_b = torch.logaddexp(torch.logsumexp(ab, dim=0), torch.logsumexp(bb, dim=1)) - pos
     per_link = 0.5 * (loss_a + loss_b)
     if weight is not None:
         per_link = per_link * weight
