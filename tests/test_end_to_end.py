@@ -92,3 +92,8 @@ def test_device_override(tiny_dataset, fast_config, tmp_path, capsys, device):
                             str(out), "--device", device, "--epochs", "1", "--no-progress"], capsys)
     assert code == 0, err
     assert json.loads((out / "results.json").read_text())["extra"]["device"] == device
+
+
+def test_abbreviated_flags_are_refused(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--dataset", "synthetic", "--output", str(tmp_path / "x"), "--epoch", "3"], capsys)
+    assert code == 2 and "--epoch" in err and not (tmp_path / "x").exists()

@@ -16,6 +16,10 @@ from .errors import SnagError
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--epoch 3` is an error, not a silent `--epochs 3`
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2
         raise SnagError(f"{self.prog}: {message}")
 
