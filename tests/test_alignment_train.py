@@ -131,3 +131,12 @@ def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
     assert torch.equal(a["model"]["pending_links"], b["model"]["pending_links"])
     assert torch.allclose(a["model"]["entity"], b["model"]["entity"])
     assert resumed.test["hits@1"] == pytest.approx(full.test["hits@1"])
+
+
+def test_openea_layout_trains_with_attributes(tmp_path):
+    folder = write_synthetic_pair(tmp_path / "oe", entities=60, seed=2, layout="openea")
+    cfg = fast_cfg(folder, **{"train.epochs": 3, "alignment.iterative": False})
+    res = snagkg.train(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
+    assert res.dataset["used_modalities"] == ["structure", "relation", "attribute"]
+    assert res.dataset["split"] == {"train": 8, "valid": 4, "test": 48}  # OpenEA: 20% (12) for training
+    assert 0.0 <= res.test["hits@1"] <= 1.0
