@@ -31,9 +31,9 @@ class FilterIndex:
         self.head = self._build(known[:, 2], known[:, 1], known[:, 0])  # (t, r) -> h
 
     def _build(self, anchor: torch.Tensor, rel: torch.Tensor, answer: torch.Tensor):
-        key = anchor * self.n_rel + rel
-        order = torch.argsort(key * self.n_ent + answer)
-        key, answer = key[order], answer[order]
+        # sorted and de-duplicated: each known answer appears once per (anchor, relation)
+        pair = torch.unique((anchor * self.n_rel + rel) * self.n_ent + answer)
+        key, answer = pair // self.n_ent, pair % self.n_ent
         ukeys, counts = torch.unique_consecutive(key, return_counts=True)
         offsets = torch.zeros(len(ukeys) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(counts, 0)
@@ -55,16 +55,36 @@ class FilterIndex:
         return rows, answers[start[rows] + within]
 
 
+def _count_better_equal(dist: torch.Tensor, true_d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per query (row of ``dist``), how many candidates are strictly closer than, and as close as, ``true_d``."""
+    t = true_d.unsqueeze(1)
+    return (dist < t).sum(dim=1), (dist == t).sum(dim=1)
+
+
+_count = kernels.CompiledFunction(_count_better_equal, "count_better_equal", dynamic=True)
+
+
 def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
-                         filt_rows: torch.Tensor, filt_cols: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Optimistic and pessimistic filtered ranks (lower distance is better)."""
+                         filt_rows: torch.Tensor, filt_cols: torch.Tensor,
+                         compiled: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Optimistic and pessimistic filtered ranks (lower distance is better).
+
+    Candidates are counted over the whole row in one pass; the known answers
+    ``(filt_rows, filt_cols)`` other than the true one (unique pairs) are then
+    taken back out of the counts, so the ``[B, N]`` distances are never copied
+    or written to.
+    """
     b = dist.shape[0]
     ar = torch.arange(b, device=dist.device)
-    true_d = dist[ar, true].clone()
-    dist = dist.index_put((filt_rows, filt_cols), torch.tensor(float("inf"), device=dist.device))
-    dist[ar, true] = true_d
-    better = (dist < true_d[:, None]).sum(dim=1)
-    equal = (dist == true_d[:, None]).sum(dim=1) - 1
+    true_d = dist[ar, true]
+    better, equal = _count(dist, true_d, compiled=compiled)
+    better, equal = better.long(), equal.long() - 1  # the true entity is equal to itself
+    if filt_rows.numel():
+        other = filt_cols != true[filt_rows]
+        rows, cols = filt_rows[other], filt_cols[other]
+        fd, td = dist[rows, cols], true_d[rows]
+        better = better - torch.bincount(rows[fd < td], minlength=b)
+        equal = equal - torch.bincount(rows[fd == td], minlength=b)
     optimistic = (1 + better).double()
     return optimistic, optimistic + equal.double()
 
@@ -105,7 +125,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
             q = scorer.query(entity_vectors[anchor.to(device)], rel.to(device), predict_tail)
             dist = scorer.pairwise(q, entity_vectors, compiled)
             rows, cols = filters.lookup(anchor, rel, predict_tail)
-            opt, pes = ranks_from_distances(dist, true.to(device), rows.to(device), cols.to(device))
+            opt, pes = ranks_from_distances(dist, true.to(device), rows.to(device), cols.to(device), compiled)
             out.append(opt if ties == "optimistic" else (opt + pes) / 2)
             if bar is not None:
                 bar.update(len(part))
