@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .registry import Registry
 
 READOUTS: "Registry[type]" = Registry("readout")
@@ -63,16 +64,71 @@ class FusionLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim)) if ffn else None
         self.norm2 = nn.LayerNorm(dim) if ffn else None
 
+    def draw_keeps(self, n: int, m: int, like: torch.Tensor) -> Optional[Tuple[torch.Tensor, ...]]:
+        """The dropout masks of one :meth:`forward` on ``n x m`` tokens, or ``None`` in eval mode.
+
+        ``(attention [n, h, m, m], output [n, m, d][, ffn [n, m, d]])`` holding 0/1, in the order
+        and shapes in which ``nn.Dropout`` draws them inside the layer (on CPU the same values:
+        ``empty_like(t).bernoulli_(1 - p)``), so drawing them first and applying them with
+        :meth:`forward_with` consumes the random stream exactly as the layer does.
+        """
+        p = self.drop.p
+        if not self.drop.training or p == 0.0:
+            return None
+        d = self.out.out_features
+        shapes = [(n, self.heads, m, m), (n, m, d)] + ([(n, m, d)] if self.ffn is not None else [])
+        if p == 1.0:
+            return tuple(like.new_zeros(s) for s in shapes)
+        return tuple(like.new_empty(s).bernoulli_(1.0 - p) for s in shapes)
+
+    def _drop(self, t: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+        """``nn.Dropout`` with a given 0/1 mask: ``t * (keep / (1 - p))``."""
+        if keep is None:
+            return t
+        p = self.drop.p
+        return t * (keep if p == 1.0 else keep / (1.0 - p))
+
     def forward(self, x: torch.Tensor):
+        """Outputs ``[n, m, d]`` and the attention probabilities ``[n, heads, m, m]``."""
+        return self.forward_with(x, self.draw_keeps(x.shape[0], x.shape[1], x))
+
+    def forward_with(self, x: torch.Tensor, keeps: Optional[Tuple[torch.Tensor, ...]], pos: Optional[int] = None):
+        """:meth:`forward` with dropout masks from :meth:`draw_keeps` (a pure function of its inputs).
+
+        With ``pos``, only the output of token ``pos`` is computed and returned (``[n, d]``):
+        its query, attention row, output projection, norms and FFN (keys and values for all
+        tokens), equal to ``forward(x)[0][:, pos]`` up to float rounding.
+        """
         n, m, d = x.shape
-        h = self.heads
-        q, k, v = self.qkv(x).view(n, m, 3, h, d // h).permute(2, 0, 3, 1, 4)  # 3 x [n, h, m, dh]
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)  # [n, h, m, m]
-        ctx = (self.drop(attn) @ v).transpose(1, 2).reshape(n, m, d)
-        x = self.norm1(x + self.drop(self.out(ctx)))
+        h, dh = self.heads, d // self.heads
+        w, b = self.qkv.weight, self.qkv.bias
+        k_attn, k_out = (None, None) if keeps is None else keeps[:2]
+        k_ffn = keeps[2] if keeps is not None and self.ffn is not None else None
+        attn = None
+        if m == 1:
+            # One token: the softmax over a single key is exactly 1 whatever q and k are, so only
+            # v is computed (a third of the qkv product) and the attention is a per-head scale.
+            attn = x.new_ones(n, h, 1, 1)
+            v = F.linear(x, w[2 * d:], b[2 * d:])  # [n, 1, d]
+            ctx = (self._drop(attn, k_attn).view(n, 1, h, 1) * v.view(n, 1, h, dh)).view(n, 1, d)
+        elif pos is None:
+            q, k, v = self.qkv(x).view(n, m, 3, h, dh).permute(2, 0, 3, 1, 4)  # 3 x [n, h, m, dh]
+            attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)  # [n, h, m, m]
+            ctx = (self._drop(attn, k_attn) @ v).transpose(1, 2).reshape(n, m, d)
+        else:
+            q = F.linear(x[:, pos], w[:d], b[:d]).view(n, h, 1, dh)
+            k, v = F.linear(x, w[d:], b[d:]).view(n, m, 2, h, dh).permute(2, 0, 3, 1, 4)  # 2 x [n, h, m, dh]
+            row = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)  # [n, h, 1, m]
+            keep = None if k_attn is None else k_attn[:, :, pos:pos + 1]
+            ctx = (self._drop(row, keep) @ v).reshape(n, 1, d)
+        if pos is not None:
+            x, ctx = x[:, pos], ctx[:, 0]
+            k_out = None if k_out is None else k_out[:, pos]
+            k_ffn = None if k_ffn is None else k_ffn[:, pos]
+        y = self.norm1(x + self._drop(self.out(ctx), k_out))
         if self.ffn is not None:
-            x = self.norm2(x + self.drop(self.ffn(x)))
-        return x, attn
+            y = self.norm2(y + self._drop(self.ffn(y), k_ffn))
+        return y if pos is not None else (y, attn)
 
 
 class Readout(nn.Module):
@@ -171,15 +227,37 @@ class ModalityEncoder(nn.Module):
     def width(self) -> int:
         return self.readout.width
 
-    def forward(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None) -> Fused:
-        """Fuse the rows ``index`` (all rows when ``None``) of every modality table."""
+    def _tokens(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
         toks = []
         for m in self.modalities:
             x = inputs[m]
             if index is not None:
                 x = x.index_select(0, index)
             toks.append(self.projections[m](x))
-        tokens = torch.stack(toks, dim=1)  # [N, M, d]
+        return toks[0].unsqueeze(1) if len(toks) == 1 else torch.stack(toks, dim=1)  # [N, M, d]
+
+    def vectors(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None,
+                scale: float = 1.0) -> torch.Tensor:
+        """``forward(inputs, index).vector * scale``, computing only what the readout needs.
+
+        With the ``graph`` readout the last fusion layer runs for the structure token
+        alone and the modality weights are not computed. The dropout masks are drawn
+        first, exactly as :meth:`forward` draws them, and the rest is one pure function,
+        compiled into fused kernels for large tables (``SNAGKG_COMPILE=0``: eager).
+        Other readouts use :meth:`forward`.
+        """
+        if type(self.readout) is not GraphReadout or "structure" not in self.modalities:
+            return self.forward(inputs, index).vector * scale
+        x = next(iter(inputs.values()))
+        n, m = (x.shape[0] if index is None else index.shape[0]), len(self.modalities)
+        like = self.layers[0].out.weight
+        keeps = [layer.draw_keeps(n, m, like) for layer in self.layers]
+        compiled = kernels.use_compiled_encoder(n, self.hidden * len(self.modalities))
+        return _vector_kernel(self, inputs, index, keeps, float(scale), compiled=compiled)
+
+    def forward(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None) -> Fused:
+        """Fuse the rows ``index`` (all rows when ``None``) of every modality table."""
+        tokens = self._tokens(inputs, index)
         h = torch.tanh(tokens) if self.tanh else tokens
         attn = None
         for layer in self.layers:
@@ -189,3 +267,16 @@ class ModalityEncoder(nn.Module):
         weights = torch.softmax(mass, dim=-1)
         vector = self.readout(tokens, h, weights)
         return Fused(tokens=tokens, outputs=h, weights=weights, vector=vector)
+
+
+def _vectors_with(enc: ModalityEncoder, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor],
+                  keeps: List[Optional[Tuple[torch.Tensor, ...]]], scale: float) -> torch.Tensor:
+    """The ``graph`` readout of ``enc`` with given dropout masks, times ``scale`` (see ``vectors``)."""
+    tokens = enc._tokens(inputs, index)
+    h = torch.tanh(tokens) if enc.tanh else tokens
+    for layer, keep in zip(enc.layers[:-1], keeps[:-1]):
+        h, _ = layer.forward_with(h, keep)
+    return enc.layers[-1].forward_with(h, keeps[-1], enc.modalities.index("structure")) * scale
+
+
+_vector_kernel = kernels.CompiledFunction(_vectors_with, "encoder_vectors", check_backward=True)
