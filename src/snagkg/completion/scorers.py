@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import kernels
 from ..registry import Registry
+from .loss import self_adversarial_loss
 
 SCORERS: "Registry[type]" = Registry("scorer")
 
@@ -27,6 +28,134 @@ def complex_l1(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     d_re = q[..., :k] - e[..., :k]
     d_im = q[..., k:] - e[..., k:]
     return torch.sqrt(d_re * d_re + d_im * d_im).sum(dim=-1)
+
+
+def _rotate(a: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    k = a.shape[-1] // 2
+    a_re, a_im = a[..., :k], a[..., k:]
+    return torch.cat([a_re * cos - a_im * sin, a_re * sin + a_im * cos], dim=-1)
+
+
+def rotate_sampled_loss(rows: torch.Tensor, phase: torch.Tensor, corrupt_head: torch.Tensor, mask: torch.Tensor,
+                        margin: float, temperature: float) -> torch.Tensor:
+    """The self-adversarial RotatE loss of a batch with ``K`` sampled negatives per positive (reference).
+
+    ``rows [B * (K + 2), 2k]``: entity vectors of the ``B`` heads, the ``B`` tails, then the
+    ``B x K`` candidates (row-major); ``phase [B, k]``: relation phases in radians;
+    ``corrupt_head [B, K]``: the candidate replaces the head (compared with ``t o conj(r)``)
+    rather than the tail (compared with ``h o r``); ``mask [B, K]``: usable negatives.
+    One rotation per positive and direction; a negative only brings its candidate row.
+    :class:`SampledLoss` computes the same loss and its exact gradient without ``[B, K, 2k]``
+    intermediates.
+    """
+    b = phase.shape[0]
+    heads, tails = rows[:b], rows[b:2 * b]
+    cands = rows[2 * b:].view(b, -1, rows.shape[-1])
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    q_tail = _rotate(heads, cos, sin)    # h o r, compared with tails
+    q_head = _rotate(tails, cos, -sin)   # t o conj(r), compared with heads
+    pos = margin - complex_l1(q_tail, tails)
+    q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+    negs = margin - complex_l1(q, cands)
+    return self_adversarial_loss(pos, negs, mask, temperature)
+
+
+def _sampled_forward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor, corrupt_head: torch.Tensor,
+                     mask: torch.Tensor, margin: float, temperature: float):
+    """Loss of :func:`rotate_sampled_loss` for ``rows = vecs[idx]``, and ``d loss / d pos``, ``d loss / d negs``."""
+    b = phase.shape[0]
+    rows = vecs[idx]  # fused into the loops below when compiled: never materialised
+    heads, tails = rows[:b], rows[b:2 * b]
+    cands = rows[2 * b:].view(b, -1, rows.shape[-1])
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    q_tail = _rotate(heads, cos, sin)
+    q_head = _rotate(tails, cos, -sin)
+    pos = margin - complex_l1(q_tail, tails)
+    q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+    negs = margin - complex_l1(q, cands)
+    loss = self_adversarial_loss(pos, negs, mask, temperature)
+    # the gradient of self_adversarial_loss: d/dx log s(x) = s(-x); the weights p are constants
+    p = torch.softmax((temperature * negs).masked_fill(~mask, float("-inf")), dim=-1)
+    p = torch.nan_to_num(p, nan=0.0)
+    g_pos = -torch.sigmoid(-pos) / b
+    g_neg = p * torch.sigmoid(negs) / b
+    return loss, g_pos, g_neg
+
+
+def _unit(re: torch.Tensor, im: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale * z / |z|`` per complex coordinate, stored ``[re..., im...]``: ``scale`` times the gradient of ``sum |z_k|``."""
+    w = scale / torch.sqrt(re * re + im * im)
+    return torch.cat([w * re, w * im], dim=-1)
+
+
+def _sampled_backward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor, corrupt_head: torch.Tensor,
+                      g_pos: torch.Tensor, g_neg: torch.Tensor, grad: torch.Tensor):
+    """Gradients of the loss w.r.t. the gathered head, tail and candidate rows and ``phase [B, k]``.
+
+    Written per real/imaginary half so that the compiled backward is one loop over the
+    ``[B, K, k]`` pairs that writes only the candidates' gradient.
+    """
+    b, d = phase.shape[0], vecs.shape[-1]
+    k = d // 2
+    rows = vecs[idx]
+    heads, tails = rows[:b], rows[b:2 * b]
+    cands = rows[2 * b:].view(b, -1, d)
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    q_tail = _rotate(heads, cos, sin)
+    q_head = _rotate(tails, cos, -sin)
+    # score = margin - distance, so d loss / d distance = -d loss / d score, and
+    # d distance / d q = z / |z| = -d distance / d e per coordinate, z = q - e.
+    z = q_tail - tails
+    g_pos_q = _unit(z[:, :k], z[:, k:], -(g_pos * grad).unsqueeze(-1))  # [B, 2k]: d loss / d q_tail (positive)
+    ch = corrupt_head.unsqueeze(-1)
+    z_re = torch.where(ch, q_head[:, None, :k], q_tail[:, None, :k]) - cands[..., :k]
+    z_im = torch.where(ch, q_head[:, None, k:], q_tail[:, None, k:]) - cands[..., k:]
+    g_cands = _unit(z_re, z_im, (g_neg * grad).unsqueeze(-1))          # [B, K, 2k]: d loss / d candidate = -d loss / d q
+    side = torch.stack([~corrupt_head, corrupt_head], dim=1).to(g_cands.dtype)  # [B, 2, K]
+    gq = side @ g_cands                                                   # [B, 2, 2k]: sums over each side
+    gq_tail = g_pos_q - gq[:, 0]
+    gq_head = -gq[:, 1]
+    g_heads = _rotate(gq_tail, cos, -sin)                 # rotations are orthogonal: back by the inverse
+    g_tails = _rotate(gq_head, cos, sin) - g_pos_q
+    # d q / d phase: (-q_im, q_re) for h o r, (q_im, -q_re) for t o conj(r)
+    g_phase = (gq_tail[:, k:] * q_tail[:, :k] - gq_tail[:, :k] * q_tail[:, k:]) \
+        - (gq_head[:, k:] * q_head[:, :k] - gq_head[:, :k] * q_head[:, k:])
+    return g_heads, g_tails, g_cands.view(-1, d), g_phase
+
+
+_forward_kernel = kernels.CompiledFunction(_sampled_forward, "rotate_sampled_forward", dynamic=True)
+_backward_kernel = kernels.CompiledFunction(_sampled_backward, "rotate_sampled_backward", dynamic=True)
+
+
+class SampledLoss(torch.autograd.Function):
+    """:func:`rotate_sampled_loss` of ``vecs[idx]`` with a hand-written backward.
+
+    Forward and backward are each one pure tensor function (compiled into fused
+    loops when ``compiled``); the backward scatters the row gradients into the
+    entity table with ``index_add_``, which is deterministic on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, vecs, phase, idx, corrupt_head, mask, margin, temperature, compiled):
+        loss, g_pos, g_neg = _forward_kernel(vecs, phase, idx, corrupt_head, mask, margin, temperature,
+                                             compiled=compiled)
+        ctx.save_for_backward(vecs, phase, idx, corrupt_head, g_pos, g_neg)
+        ctx.compiled = compiled
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        vecs, phase, idx, corrupt_head, g_pos, g_neg = ctx.saved_tensors
+        g_heads, g_tails, g_cands, g_phase = _backward_kernel(vecs, phase, idx, corrupt_head, g_pos, g_neg, grad,
+                                                              compiled=ctx.compiled)
+        g_vecs = None
+        if ctx.needs_input_grad[0]:
+            b = g_heads.shape[0]
+            g_vecs = torch.zeros_like(vecs)
+            with kernels.single_threaded():  # deterministic scatter; its threaded path is slower
+                g_vecs.index_add_(0, idx[:b], g_heads).index_add_(0, idx[b:2 * b], g_tails)
+                g_vecs.index_add_(0, idx[2 * b:], g_cands)
+        return g_vecs, (g_phase if ctx.needs_input_grad[1] else None), None, None, None, None, None, None
 
 
 @SCORERS.register("rotate")
@@ -66,6 +195,20 @@ class RotatE(nn.Module):
     def pairwise(self, q: torch.Tensor, table: torch.Tensor, compiled: bool = False) -> torch.Tensor:
         """Distances of every query ``[B, 2k]`` to every row of ``table [N, 2k]``: ``[B, N]``."""
         return kernels.complex_l1_pairwise(q, table, compiled)
+
+    def sampled_loss(self, vecs: torch.Tensor, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                     candidate: torch.Tensor, corrupt_head: torch.Tensor, mask: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+        """Self-adversarial loss of positives ``(h, r, t)`` against ``candidate [B, K]`` entities.
+
+        :class:`SampledLoss`: compiled into fused forward and backward loops when the batch is
+        large enough (:func:`snagkg.kernels.use_compiled_training`), else the same code eagerly.
+        """
+        b, k = candidate.shape
+        idx = torch.cat([h, t, candidate.reshape(-1)])
+        compiled = kernels.use_compiled_training(b * k, vecs.shape[-1])
+        return SampledLoss.apply(vecs, self.phases(r), idx, corrupt_head, mask, float(self.margin),
+                                 float(temperature), compiled)
 
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``margin - d(h, r, t)`` for aligned tensors of entity vectors."""

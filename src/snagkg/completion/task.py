@@ -67,19 +67,24 @@ class CompletionTask:
         neg, mask = self.sampler.sample(batch, generator)
         dev = self.device
         batch, neg, mask = batch.to(dev), neg.to(dev), mask.to(dev)
-        vecs = self.model.entity_vectors()  # fuse every entity once per step
-        scorer = self.model.scorer
+        m = self.model
+        # Fuse every entity once per step: m.entity_vectors(), computing only what the readout needs.
+        vecs = m.encoder.vectors(m.inputs(), scale=m.output_scale)
+        scorer = m.scorer
         h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+        corrupt_head = neg[..., 0] != h.unsqueeze(1)
+        candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
+        temperature = self.cfg.completion.adversarial_temperature
+        if hasattr(scorer, "sampled_loss"):  # fused: one rotation per positive and direction
+            return scorer.sampled_loss(vecs, h, r, t, candidate, corrupt_head, mask, temperature)
         # One query per positive and direction; a negative only swaps the candidate entity,
         # so the rotation is never recomputed for the [B, K] negatives.
         q_tail = scorer.query(vecs[h], r, True)    # h o r, compared with tails
         q_head = scorer.query(vecs[t], r, False)   # t o conj(r), compared with heads
         pos = scorer.margin - scorer.distance(q_tail, vecs[t])
-        corrupt_head = neg[..., 0] != h.unsqueeze(1)
-        candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
         q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
         negs = scorer.margin - scorer.distance(q, vecs[candidate])
-        return self_adversarial_loss(pos, negs, mask, self.cfg.completion.adversarial_temperature)
+        return self_adversarial_loss(pos, negs, mask, temperature)
 
     # -- evaluation --------------------------------------------------------
     @torch.no_grad()

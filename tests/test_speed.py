@@ -1,0 +1,205 @@
+"""The fast paths compute the same numbers as the plain references (up to float rounding).
+
+* the training loss with its hand-written backward (``SampledLoss``) against autograd of
+  the reference formulation, eagerly and compiled (and compiled runs are deterministic);
+* the encoder's ``vectors()`` against ``forward().vector``, including the dropout draws;
+* a whole training step in training mode (dropout and noise on) against the step as it
+  was written before the fast paths;
+* filtered ranks with duplicated known triples, and the ranking chunk sizes.
+"""
+import math
+
+import pytest
+import torch
+
+import snagkg
+from snagkg import kernels
+from snagkg.completion.loss import self_adversarial_loss
+from snagkg.completion.scorers import RotatE, SampledLoss, rotate_sampled_loss
+from snagkg.completion.task import CompletionTask
+from snagkg.datasets import read_openke
+from snagkg.encoder import ModalityEncoder
+from snagkg.evaluation import FilterIndex, rank_triples
+
+
+def _batch(n_ent=40, d=8, b=6, k=5, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    vecs = torch.randn(n_ent, d, generator=g, dtype=dtype, requires_grad=True)
+    phase = (torch.rand(b, d // 2, generator=g, dtype=dtype) * 6 - 3).requires_grad_()
+    idx = torch.randint(0, n_ent, (b * (k + 2),), generator=g)
+    corrupt_head = torch.rand(b, k, generator=g) < 0.5
+    mask = torch.rand(b, k, generator=g) < 0.8
+    mask[0] = False  # a row without usable negatives
+    return vecs, phase, idx, corrupt_head, mask
+
+
+def _reference(vecs, phase, idx, corrupt_head, mask):
+    loss = rotate_sampled_loss(vecs[idx], phase, corrupt_head, mask, 12.0, 2.0)
+    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, phase]))
+
+
+def _fused(vecs, phase, idx, corrupt_head, mask, compiled):
+    loss = SampledLoss.apply(vecs, phase, idx, corrupt_head, mask, 12.0, 2.0, compiled)
+    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, phase]))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_hand_written_backward_equals_autograd(dtype, tol):
+    args = _batch(dtype=dtype)
+    for ref, got in zip(_reference(*args), _fused(*args, compiled=False)):
+        assert torch.allclose(got, ref, rtol=tol, atol=tol * ref.abs().max().item())
+
+
+def test_reference_loss_is_rotate_with_the_self_adversarial_loss():
+    """``rotate_sampled_loss`` on gathered rows scores every pair as RotatE does (SPEC section 4)."""
+    vecs, phase, idx, ch, mask = _batch()
+    b, k = ch.shape
+    kk = vecs.shape[1] // 2
+    with torch.no_grad():
+        h, t, c = vecs[idx[:b]], vecs[idx[b:2 * b]], vecs[idx[2 * b:]].view(b, k, -1)
+        cos, sin = torch.cos(phase), torch.sin(phase)
+
+        def dist(a, s, e):  # sum_k |a_k e^{i theta_k} - e_k| with sin(theta) = s
+            re = a[:, :kk] * cos - a[:, kk:] * s - e[:, :kk]
+            im = a[:, :kk] * s + a[:, kk:] * cos - e[:, kk:]
+            return torch.sqrt(re * re + im * im).sum(-1)
+
+        pos = 12.0 - dist(h, sin, t)
+        negs = torch.stack([torch.where(ch[:, j], 12.0 - dist(t, -sin, c[:, j]), 12.0 - dist(h, sin, c[:, j]))
+                            for j in range(k)], 1)
+        ref = self_adversarial_loss(pos, negs, mask, 2.0)
+        got = rotate_sampled_loss(vecs[idx], phase, ch, mask, 12.0, 2.0)
+    assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_compiled_training_loss_equals_eager_and_is_deterministic():
+    args = _batch(n_ent=300, d=32, b=64, k=16, seed=3)
+    eager = _fused(*args, compiled=False)
+    first = _fused(*args, compiled=True)
+    again = _fused(*args, compiled=True)
+    for e, c, c2 in zip(eager, first, again):
+        assert torch.allclose(c, e, rtol=1e-5, atol=1e-6 * e.abs().max().item())
+        assert torch.equal(c, c2)  # no atomics: a CPU run is reproducible bit for bit
+
+
+def _encoders(modalities, layers=1, ffn=False, readout="graph"):
+    dims = {m: w for m, w in {"structure": 16, "image": 5, "text": 3}.items() if m in modalities}
+    torch.manual_seed(0)
+    enc = ModalityEncoder(dims, hidden=32, heads=2, layers=layers, ffn=ffn, readout=readout, dropout=0.3)
+    x = {m: torch.randn(200, w, requires_grad=True) for m, w in dims.items()}
+    return enc, x
+
+
+@pytest.mark.parametrize("modalities,layers,ffn", [
+    (["structure"], 1, False), (["structure", "image", "text"], 1, False), (["structure", "image", "text"], 2, True)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_encoder_vectors_equal_forward_with_the_same_dropout(monkeypatch, modalities, layers, ffn, compiled):
+    monkeypatch.setattr(kernels, "COMPILE_MIN_ENCODER_WORK", 0 if compiled else 10**12)
+    enc, x = _encoders(modalities, layers, ffn)
+    w = torch.randn(200, 32)
+    for training in (True, False):
+        enc.train(training)
+        torch.manual_seed(5)
+        ref = enc(x).vector * 0.5
+        after_ref = torch.rand(3)
+        torch.manual_seed(5)
+        got = enc.vectors(x, scale=0.5)
+        after_got = torch.rand(3)
+        assert torch.equal(after_ref, after_got)  # the random stream is consumed alike
+        assert torch.allclose(got, ref, atol=1e-6)
+        params = list(enc.parameters()) + list(x.values())
+        g_ref = torch.autograd.grad((ref * w).sum(), params, allow_unused=True)
+        g_got = torch.autograd.grad((got * w).sum(), params, allow_unused=True)
+        for a, b in zip(g_ref, g_got):
+            if a is None or b is None:
+                assert (a is None or not a.any()) and (b is None or not b.any())
+            else:
+                assert torch.allclose(b, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+
+
+def test_single_token_layer_matches_full_attention():
+    """With one token the layer skips q and k: same outputs as the general formula."""
+    enc, x = _encoders(["structure"])
+    layer = enc.layers[0].eval()
+    h = torch.randn(50, 1, 32)
+    out, attn = layer(h)
+    d, nh = 32, layer.heads
+    q, k, v = layer.qkv(h).view(50, 1, 3, nh, d // nh).permute(2, 0, 3, 1, 4)
+    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // nh), dim=-1)
+    ref = layer.norm1(h + layer.out((a @ v).transpose(1, 2).reshape(50, 1, d)))
+    assert torch.equal(attn, a) and torch.allclose(out, ref, atol=1e-6)
+
+
+def _old_step(task, batch, generator):
+    """The training step as written before the fast paths (eager autograd, full encoder forward)."""
+    neg, mask = task.sampler.sample(batch, generator)
+    vecs = task.model.entity_vectors()
+    scorer = task.model.scorer
+    h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+    q_tail = scorer.query(vecs[h], r, True)
+    q_head = scorer.query(vecs[t], r, False)
+    pos = scorer.margin - scorer.distance(q_tail, vecs[t])
+    corrupt_head = neg[..., 0] != h.unsqueeze(1)
+    candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
+    q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+    negs = scorer.margin - scorer.distance(q, vecs[candidate])
+    return self_adversarial_loss(pos, negs, mask, task.cfg.completion.adversarial_temperature)
+
+
+@pytest.mark.parametrize("readout,compiled", [("graph", False), ("mean", False), ("graph", True)])
+def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, monkeypatch, readout, compiled):
+    if compiled:
+        for name in ("COMPILE_MIN_ENCODER_WORK", "COMPILE_MIN_TRAIN_WORK"):
+            monkeypatch.setattr(kernels, name, 0)
+    else:
+        monkeypatch.setenv("SNAGKG_COMPILE", "0")
+    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6,
+                                           "encoder.readout": readout})
+    task = CompletionTask(read_openke(tiny_dataset), cfg)
+    task.model.train()  # dropout and the noise draw are on
+    task.start_epoch(1, torch.Generator().manual_seed(1))
+    batch = task.train_triples[:64]
+    params = [p for p in task.model.parameters() if p.requires_grad]
+
+    torch.manual_seed(11)
+    ref = _old_step(task, batch, torch.Generator().manual_seed(7))
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    torch.manual_seed(11)
+    got = task.step(batch, torch.Generator().manual_seed(7))
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_ref, g_got):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            assert torch.allclose(b, a, rtol=1e-4, atol=1e-5 * max(a.abs().max().item(), 1e-12))
+
+
+def test_duplicated_known_triples_are_filtered_once():
+    torch.manual_seed(0)
+    n_ent, n_rel = 30, 2
+    vecs = torch.randn(n_ent, 8)
+    scorer = RotatE(n_rel, 8)
+    known = torch.stack([torch.randint(0, n_ent, (80,)), torch.randint(0, n_rel, (80,)),
+                         torch.randint(0, n_ent, (80,))], 1)
+    test = known[:10]
+    with torch.no_grad():
+        once = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel))
+        twice = rank_triples(vecs, scorer, test, FilterIndex(torch.cat([known, known, test]), n_ent, n_rel))
+    assert torch.equal(once, twice)
+
+
+@pytest.mark.parametrize("n_ent", [100, 12_842, 200_000, 5_000_000])
+def test_ranking_chunks_fit_the_memory_budget(n_ent):
+    for compiled in (True, False):
+        c = kernels.chunk_size(n_ent, 256, compiled, budget_bytes=256 << 20)
+        assert c >= 1
+        per_pair = 12 if compiled else 4 * 3 * 128
+        assert c == 1 or c * n_ent * per_pair <= 256 << 20
+
+
+def test_single_threaded_restores_the_thread_count():
+    n = torch.get_num_threads()
+    with kernels.single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == n
