@@ -4,7 +4,7 @@ import pytest
 import snagkg
 
 
-def run(tmp_path, name, modalities, epochs=20):
+def run(tmp_path, name, modalities, epochs=25):
     cfg = snagkg.resolve_config(preset="synthetic", overrides={
         "dataset": "synthetic", "modalities": modalities, "train.epochs": epochs, "seed": 1})
     return snagkg.train(cfg, tmp_path / name, progress=False, echo=lambda s: None)
