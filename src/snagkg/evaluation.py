@@ -55,13 +55,21 @@ class FilterIndex:
         return rows, answers[start[rows] + within]
 
 
-def _count_better_equal(dist: torch.Tensor, true_d: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per query (row of ``dist``), how many candidates are strictly closer than, and as close as, ``true_d``."""
-    t = true_d.unsqueeze(1)
-    return (dist < t).sum(dim=1), (dist == t).sum(dim=1)
+def _filtered_ranks(dist: torch.Tensor, true: torch.Tensor, filt_rows: torch.Tensor,
+                    filt_cols: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    true_d = dist.gather(1, true.unsqueeze(1))  # [B, 1]
+    better = (dist < true_d).sum(dim=1)
+    equal = (dist == true_d).sum(dim=1) - 1  # the true entity is equal to itself
+    # known answers other than the true one are taken back out of the counts (integer sums: exact)
+    fd, td = dist[filt_rows, filt_cols], true_d[filt_rows, 0]
+    other = filt_cols != true[filt_rows]
+    better = better - torch.zeros_like(better).index_add(0, filt_rows, ((fd < td) & other).to(better.dtype))
+    equal = equal - torch.zeros_like(equal).index_add(0, filt_rows, ((fd == td) & other).to(equal.dtype))
+    optimistic = (1 + better).double()
+    return optimistic, optimistic + equal.double()
 
 
-_count = kernels.CompiledFunction(_count_better_equal, "count_better_equal", dynamic=True)
+_ranks = kernels.CompiledFunction(_filtered_ranks, "filtered_ranks", dynamic=True)
 
 
 def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
@@ -72,21 +80,9 @@ def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
     Candidates are counted over the whole row in one pass; the known answers
     ``(filt_rows, filt_cols)`` other than the true one (unique pairs) are then
     taken back out of the counts, so the ``[B, N]`` distances are never copied
-    or written to.
+    or written to. One fused kernel when ``compiled``.
     """
-    b = dist.shape[0]
-    ar = torch.arange(b, device=dist.device)
-    true_d = dist[ar, true]
-    better, equal = _count(dist, true_d, compiled=compiled)
-    better, equal = better.long(), equal.long() - 1  # the true entity is equal to itself
-    if filt_rows.numel():
-        other = filt_cols != true[filt_rows]
-        rows, cols = filt_rows[other], filt_cols[other]
-        fd, td = dist[rows, cols], true_d[rows]
-        better = better - torch.bincount(rows[fd < td], minlength=b)
-        equal = equal - torch.bincount(rows[fd == td], minlength=b)
-    optimistic = (1 + better).double()
-    return optimistic, optimistic + equal.double()
+    return _ranks(dist, true, filt_rows, filt_cols, compiled=compiled)
 
 
 def summarize(ranks: torch.Tensor) -> Dict[str, float]:
@@ -117,18 +113,23 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=2 * len(triples), desc="ranking", unit="q", leave=False, mininterval=0.5)
+    query_rows = getattr(scorer, "query_rows", None)
     for predict_tail in (True, False):
         anchor_col, true_col = (0, 2) if predict_tail else (2, 0)
+        anchors, rels, trues = triples[:, anchor_col], triples[:, 1], triples[:, true_col]
         for start in range(0, len(triples), chunk):
-            part = triples[start:start + chunk]
-            anchor, rel, true = part[:, anchor_col], part[:, 1], part[:, true_col]
-            q = scorer.query(entity_vectors[anchor.to(device)], rel.to(device), predict_tail)
+            part = slice(start, start + chunk)
+            anchor, rel = anchors[part], rels[part]
+            if query_rows is not None:
+                q = query_rows(entity_vectors, anchor.to(device), rel.to(device), predict_tail, compiled)
+            else:
+                q = scorer.query(entity_vectors[anchor.to(device)], rel.to(device), predict_tail)
             dist = scorer.pairwise(q, entity_vectors, compiled)
             rows, cols = filters.lookup(anchor, rel, predict_tail)
-            opt, pes = ranks_from_distances(dist, true.to(device), rows.to(device), cols.to(device), compiled)
+            opt, pes = ranks_from_distances(dist, trues[part].to(device), rows.to(device), cols.to(device), compiled)
             out.append(opt if ties == "optimistic" else (opt + pes) / 2)
             if bar is not None:
-                bar.update(len(part))
+                bar.update(len(anchor))
     if bar is not None:
         bar.close()
     return torch.cat(out).cpu()

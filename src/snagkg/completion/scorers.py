@@ -123,6 +123,14 @@ def _sampled_backward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor
     return g_heads, g_tails, g_cands.view(-1, d), g_phase
 
 
+def _query_rows(table: torch.Tensor, anchor: torch.Tensor, relation: torch.Tensor, r: torch.Tensor, scale: float,
+                predict_tail: bool) -> torch.Tensor:
+    phase = relation[r] * scale
+    sin = torch.sin(phase)
+    return _rotate(table[anchor], torch.cos(phase), sin if predict_tail else -sin)
+
+
+_query_kernel = kernels.CompiledFunction(_query_rows, "rotate_query", dynamic=True)
 _forward_kernel = kernels.CompiledFunction(_sampled_forward, "rotate_sampled_forward", dynamic=True)
 _backward_kernel = kernels.CompiledFunction(_sampled_backward, "rotate_sampled_backward", dynamic=True)
 
@@ -188,6 +196,13 @@ class RotatE(nn.Module):
             sin = -sin
         a_re, a_im = anchor[..., : self.k], anchor[..., self.k:]
         return torch.cat([a_re * cos - a_im * sin, a_re * sin + a_im * cos], dim=-1)
+
+    def query_rows(self, table: torch.Tensor, anchor: torch.Tensor, r: torch.Tensor, predict_tail: bool,
+                   compiled: bool = False) -> torch.Tensor:
+        """``query(table[anchor], r, predict_tail)`` for ``[B]`` indices, as one fused kernel when ``compiled``
+        (used without gradients, by the ranking)."""
+        return _query_kernel(table, anchor, self.relation, r, math.pi / self.embedding_range, predict_tail,
+                             compiled=compiled and not torch.is_grad_enabled())
 
     def distance(self, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return complex_l1(q, e)

@@ -89,8 +89,10 @@ class CompletionTask:
     # -- evaluation --------------------------------------------------------
     @torch.no_grad()
     def entity_vectors(self) -> torch.Tensor:
-        self.model.eval()
-        return self.model.entity_vectors()
+        """``model.entity_vectors()`` in eval mode, through the encoder's readout-only (compiled) path."""
+        m = self.model
+        m.eval()
+        return m.encoder.vectors(m.inputs(), scale=m.output_scale)
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
                  progress: bool = False) -> Dict[str, float]:
