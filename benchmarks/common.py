@@ -1,0 +1,185 @@
+"""Shared helpers for the benchmarks: data preparation, PyKEEN models, timing, tables.
+
+The benchmarks read DB15K from ``../shared/data/mkgc/DB15K`` (relative to the
+project root) and never write there: they link its five text files into a
+private folder (default ``/tmp/bench_db15k``) and build feature tables in that
+copy. PyKEEN is a benchmark-only dependency (``pip install -e '.[bench]'``).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DB15K = ROOT.parent / "shared" / "data" / "mkgc" / "DB15K"
+OPENKE_FILES = ("entity2id.txt", "relation2id.txt", "train2id.txt", "valid2id.txt", "test2id.txt")
+
+
+def set_threads(n: int) -> None:
+    import torch
+    torch.set_num_threads(n)
+
+
+def prepare_dataset(folder: Path, source: Path = SHARED_DB15K, features: Sequence[str] = ()) -> Path:
+    """Link ``source``'s OpenKE files into ``folder`` and build the requested feature tables there.
+
+    ``relation``: ``snagkg features relations`` (relation-context counts from train);
+    ``text``: a random 384-wide table imported with ``snagkg features import`` (timing
+    only: it has the shape of all-MiniLM-L6-v2 name embeddings, not their content).
+    """
+    if not source.is_dir():
+        raise SystemExit(f"benchmark data not found: {source} (the benchmarks need ../shared/data)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in OPENKE_FILES:
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(source / name)
+    from snagkg.cli import main as snagkg_main
+    feats = folder / "features"
+    if "relation" in features and not (feats / "relation.npy").exists():
+        if snagkg_main(["features", "relations", "--dataset", str(folder)]) != 0:
+            raise SystemExit("snagkg features relations failed")
+    if "text" in features and not (feats / "text.npy").exists():
+        n = sum(1 for _ in open(folder / "entity2id.txt")) - 1
+        rand = folder / "random_text_384.npy"
+        np.save(rand, np.random.default_rng(0).standard_normal((n, 384)).astype(np.float32))
+        if snagkg_main(["features", "import", "--dataset", str(folder), "--modality", "text",
+                        "--from", str(rand)]) != 0:
+            raise SystemExit("snagkg features import failed")
+    return folder
+
+
+def require_pykeen():
+    try:
+        import pykeen  # noqa: F401
+    except ImportError:
+        raise SystemExit("PyKEEN is not installed: pip install -e '.[bench]' (pykeen==1.11.*)") from None
+
+
+def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float = 2.0, seed: int = 1):
+    """PyKEEN's RotatE (``embedding_dim`` complex numbers) with the NSSA loss, on ``kg``'s train triples."""
+    import torch
+    from pykeen.losses import NSSALoss
+    from pykeen.models import RotatE
+    from pykeen.triples import CoreTriplesFactory
+
+    tf = CoreTriplesFactory.create(torch.from_numpy(kg.train).long(), num_entities=kg.num_entities,
+                                   num_relations=kg.num_relations)
+    model = RotatE(triples_factory=tf, embedding_dim=dim,
+                   loss=NSSALoss(margin=margin, adversarial_temperature=temperature), random_seed=seed)
+    return model, tf
+
+
+def median(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+
+
+class RssSampler:
+    """Samples this process's RSS every ``interval`` seconds in a thread: the peak during a block."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = False
+
+    def __enter__(self):
+        import threading
+        self.base = rss_mb()
+        self.peak = self.base
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, rss_mb())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def table(rows: List[Dict[str, object]], columns: Sequence[str]) -> str:
+    """A GitHub-markdown table."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+        return str(v)
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    out = [line(list(columns)), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def environment() -> str:
+    import platform
+
+    import torch
+    try:
+        from importlib.metadata import version
+        pk = version("pykeen")
+    except Exception:
+        pk = "not installed"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"python {platform.python_version()}, torch {torch.__version__}, pykeen {pk}, "
+            f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load:.1f}, "
+            f"SNAGKG_COMPILE={os.environ.get('SNAGKG_COMPILE', '1')}")
+
+
+@contextmanager
+def quiet():
+    """Silence PyKEEN's logging and warnings during a block."""
+    import logging
+    import warnings
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logging.disable(level)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def first(xs: Optional[List[float]]) -> float:
+    return xs[0] if xs else float("nan")
