@@ -22,25 +22,29 @@ from snagkg.encoder import ModalityEncoder
 from snagkg.evaluation import FilterIndex, rank_triples
 
 
-def _batch(n_ent=40, d=8, b=6, k=5, dtype=torch.float32, seed=0):
+def _batch(n_ent=40, d=8, b=6, k=5, n_rel=3, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     vecs = torch.randn(n_ent, d, generator=g, dtype=dtype, requires_grad=True)
-    phase = (torch.rand(b, d // 2, generator=g, dtype=dtype) * 6 - 3).requires_grad_()
+    relation = (torch.rand(n_rel, d // 2, generator=g, dtype=dtype) * 2 - 1).requires_grad_()
+    r = torch.randint(0, n_rel, (b,), generator=g)
     idx = torch.randint(0, n_ent, (b * (k + 2),), generator=g)
     corrupt_head = torch.rand(b, k, generator=g) < 0.5
     mask = torch.rand(b, k, generator=g) < 0.8
     mask[0] = False  # a row without usable negatives
-    return vecs, phase, idx, corrupt_head, mask
+    return vecs, relation, r, idx, corrupt_head, mask
 
 
-def _reference(vecs, phase, idx, corrupt_head, mask):
-    loss = rotate_sampled_loss(vecs[idx], phase, corrupt_head, mask, 12.0, 2.0)
-    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, phase]))
+SCALE = 2.5  # radians per unit of the relation parameter
 
 
-def _fused(vecs, phase, idx, corrupt_head, mask, compiled):
-    loss = SampledLoss.apply(vecs, phase, idx, corrupt_head, mask, 12.0, 2.0, compiled)
-    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, phase]))
+def _reference(vecs, relation, r, idx, corrupt_head, mask):
+    loss = rotate_sampled_loss(vecs[idx], relation[r] * SCALE, corrupt_head, mask, 12.0, 2.0)
+    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, relation]))
+
+
+def _fused(vecs, relation, r, idx, corrupt_head, mask, compiled):
+    loss = SampledLoss.apply(vecs, relation, r, SCALE, idx, corrupt_head, mask, 12.0, 2.0, compiled)
+    return (loss, *torch.autograd.grad(loss * 1.5, [vecs, relation]))
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -52,7 +56,8 @@ def test_hand_written_backward_equals_autograd(dtype, tol):
 
 def test_reference_loss_is_rotate_with_the_self_adversarial_loss():
     """``rotate_sampled_loss`` on gathered rows scores every pair as RotatE does (SPEC section 4)."""
-    vecs, phase, idx, ch, mask = _batch()
+    vecs, relation, r, idx, ch, mask = _batch()
+    phase = relation[r] * SCALE
     b, k = ch.shape
     kk = vecs.shape[1] // 2
     with torch.no_grad():
@@ -203,3 +208,19 @@ def test_single_threaded_restores_the_thread_count():
     with kernels.single_threaded():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == n
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_sample_candidates_are_the_negatives_of_sample(filtered):
+    from snagkg.completion.sampler import BernoulliNegativeSampler
+    g = torch.Generator().manual_seed(0)
+    n = 15
+    train = torch.stack([torch.randint(0, n, (300,), generator=g), torch.randint(0, 3, (300,), generator=g),
+                         torch.randint(0, n, (300,), generator=g)], 1)
+    s = BernoulliNegativeSampler(train, n, 3, num_negatives=16, filtered=filtered)
+    batch = train[:64]
+    neg, mask = s.sample(batch, torch.Generator().manual_seed(5))
+    cand, head_side, mask2 = s.sample_candidates(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(head_side, neg[..., 0] != batch[:, None, 0])
+    assert torch.equal(cand, torch.where(head_side, neg[..., 0], neg[..., 2]))
+    assert torch.equal(mask2, mask)

@@ -279,4 +279,5 @@ def _vectors_with(enc: ModalityEncoder, inputs: Dict[str, torch.Tensor], index: 
     return enc.layers[-1].forward_with(h, keeps[-1], enc.modalities.index("structure")) * scale
 
 
-_vector_kernel = kernels.CompiledFunction(_vectors_with, "encoder_vectors", check_backward=True)
+# static shapes: one compile per model and table size (dynamic-shape kernels of this graph are much slower)
+_vector_kernel = kernels.CompiledFunction(_vectors_with, "encoder_vectors", check_backward=True, dynamic=False)

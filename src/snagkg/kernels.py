@@ -75,8 +75,9 @@ class CompiledFunction:
                     self._check(args)
                 return self.compiled(*args)
         except Exception as exc:  # pragma: no cover - platform without a working compiler
+            result = self.fn(*args)  # an error of the inputs themselves is raised here, as eagerly
             self._fail(exc)
-            return self.fn(*args)
+            return result
 
     def _check(self, args) -> None:
         """Run the compiled function and its backward once on detached copies of ``args``.

@@ -18,7 +18,10 @@ class TripleIndex:
         return (t[..., 0] * self.n_rel + t[..., 1]) * self.n_ent + t[..., 2]
 
     def contains(self, triples: torch.Tensor) -> torch.Tensor:
-        keys = self.encode(triples)
+        return self.contains_keys(self.encode(triples))
+
+    def contains_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """Membership of already encoded keys ``(h * R + r) * N + t``."""
         if self.keys.numel() == 0:
             return torch.zeros_like(keys, dtype=torch.bool)
         pos = torch.searchsorted(self.keys, keys).clamp_(max=self.keys.numel() - 1)
@@ -60,12 +63,17 @@ class BernoulliNegativeSampler:
         self.head_prob = bernoulli_head_probability(train, num_relations)
         self.index = TripleIndex(train, num_entities, num_relations) if filtered else None
 
+    def _draw(self, batch: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        b, k = batch.shape[0], self.num_negatives
+        corrupt_head = torch.rand(b, k, generator=generator) < self.head_prob[batch[:, 1]].unsqueeze(1)
+        random_ent = torch.randint(0, self.num_entities, (b, k), generator=generator)
+        return corrupt_head, random_ent
+
     def sample(self, batch: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return negatives ``[B, K, 3]`` and a mask ``[B, K]`` (True = usable negative)."""
         b, k = batch.shape[0], self.num_negatives
         neg = batch.unsqueeze(1).repeat(1, k, 1)
-        corrupt_head = torch.rand(b, k, generator=generator) < self.head_prob[batch[:, 1]].unsqueeze(1)
-        random_ent = torch.randint(0, self.num_entities, (b, k), generator=generator)
+        corrupt_head, random_ent = self._draw(batch, generator)
         neg[..., 0] = torch.where(corrupt_head, random_ent, neg[..., 0])
         neg[..., 2] = torch.where(corrupt_head, neg[..., 2], random_ent)
         if self.index is None:
@@ -73,3 +81,23 @@ class BernoulliNegativeSampler:
         else:
             mask = ~self.index.contains(neg)
         return neg, mask
+
+    def sample_candidates(self, batch: torch.Tensor,
+                          generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`sample` as the training step uses it, without the ``[B, K, 3]`` triples.
+
+        Same random draws; returns ``candidate [B, K]`` (the entity that differs from the
+        positive: the new head where ``head_side``, else the tail), ``head_side [B, K]``
+        (``neg[..., 0] != h``) and the mask.
+        """
+        corrupt_head, random_ent = self._draw(batch, generator)
+        h, r, t = batch[:, 0:1], batch[:, 1:2], batch[:, 2:3]
+        heads = torch.where(corrupt_head, random_ent, h)
+        tails = torch.where(corrupt_head, t, random_ent)
+        if self.index is None:
+            mask = torch.ones(corrupt_head.shape, dtype=torch.bool)
+        else:
+            index = self.index
+            mask = ~index.contains_keys((heads * index.n_rel + r) * index.n_ent + tails)
+        head_side = heads != h
+        return torch.where(head_side, heads, tails), head_side, mask

@@ -82,10 +82,16 @@ def _sampled_forward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor,
     return loss, g_pos, g_neg
 
 
-def _unit(re: torch.Tensor, im: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``scale * z / |z|`` per complex coordinate, stored ``[re..., im...]``: ``scale`` times the gradient of ``sum |z_k|``."""
+def _unit(z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale * z / |z|`` per complex coordinate of ``z [..., 2, k]`` (real parts, imaginary parts):
+    ``scale`` times the gradient of ``sum_k |z_k|``.
+
+    Elementwise over ``z`` (each element recomputes its coordinate's modulus), so a compiled
+    kernel writes the result in one pass without intermediate buffers.
+    """
+    re, im = z[..., 0, :], z[..., 1, :]
     w = scale / torch.sqrt(re * re + im * im)
-    return torch.cat([w * re, w * im], dim=-1)
+    return torch.stack([re * w, im * w], dim=-2)
 
 
 def _sampled_backward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor, corrupt_head: torch.Tensor,
@@ -105,12 +111,11 @@ def _sampled_backward(vecs: torch.Tensor, phase: torch.Tensor, idx: torch.Tensor
     q_head = _rotate(tails, cos, -sin)
     # score = margin - distance, so d loss / d distance = -d loss / d score, and
     # d distance / d q = z / |z| = -d distance / d e per coordinate, z = q - e.
-    z = q_tail - tails
-    g_pos_q = _unit(z[:, :k], z[:, k:], -(g_pos * grad).unsqueeze(-1))  # [B, 2k]: d loss / d q_tail (positive)
-    ch = corrupt_head.unsqueeze(-1)
-    z_re = torch.where(ch, q_head[:, None, :k], q_tail[:, None, :k]) - cands[..., :k]
-    z_im = torch.where(ch, q_head[:, None, k:], q_tail[:, None, k:]) - cands[..., k:]
-    g_cands = _unit(z_re, z_im, (g_neg * grad).unsqueeze(-1))          # [B, K, 2k]: d loss / d candidate = -d loss / d q
+    z = (q_tail - tails).view(b, 2, k)
+    g_pos_q = _unit(z, -(g_pos * grad).unsqueeze(-1)).view(b, d)       # [B, 2k]: d loss / d q_tail (positive)
+    q = torch.where(corrupt_head[..., None, None], q_head.view(b, 1, 2, k), q_tail.view(b, 1, 2, k))
+    z = q - cands.view(b, -1, 2, k)                                     # [B, K, 2, k]
+    g_cands = _unit(z, (g_neg * grad).unsqueeze(-1)).view(b, -1, d)    # [B, K, 2k]: d loss / d candidate = -d loss / d q
     side = torch.stack([~corrupt_head, corrupt_head], dim=1).to(g_cands.dtype)  # [B, 2, K]
     gq = side @ g_cands                                                   # [B, 2, 2k]: sums over each side
     gq_tail = g_pos_q - gq[:, 0]
@@ -131,12 +136,12 @@ def _query_rows(table: torch.Tensor, anchor: torch.Tensor, relation: torch.Tenso
 
 
 _query_kernel = kernels.CompiledFunction(_query_rows, "rotate_query", dynamic=True)
-_forward_kernel = kernels.CompiledFunction(_sampled_forward, "rotate_sampled_forward", dynamic=True)
-_backward_kernel = kernels.CompiledFunction(_sampled_backward, "rotate_sampled_backward", dynamic=True)
+_forward_kernel = kernels.CompiledFunction(_sampled_forward, "rotate_sampled_forward", dynamic=False)
+_backward_kernel = kernels.CompiledFunction(_sampled_backward, "rotate_sampled_backward", dynamic=False)
 
 
 class SampledLoss(torch.autograd.Function):
-    """:func:`rotate_sampled_loss` of ``vecs[idx]`` with a hand-written backward.
+    """:func:`rotate_sampled_loss` of ``vecs[idx]`` and ``relation[r] * scale`` with a hand-written backward.
 
     Forward and backward are each one pure tensor function (compiled into fused
     loops when ``compiled``); the backward scatters the row gradients into the
@@ -144,26 +149,29 @@ class SampledLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, vecs, phase, idx, corrupt_head, mask, margin, temperature, compiled):
+    def forward(ctx, vecs, relation, r, scale, idx, corrupt_head, mask, margin, temperature, compiled):
+        phase = relation[r] * scale  # a separate input keeps the compiled loops from recomputing it
         loss, g_pos, g_neg = _forward_kernel(vecs, phase, idx, corrupt_head, mask, margin, temperature,
                                              compiled=compiled)
-        ctx.save_for_backward(vecs, phase, idx, corrupt_head, g_pos, g_neg)
-        ctx.compiled = compiled
+        ctx.save_for_backward(vecs, relation, r, phase, idx, corrupt_head, g_pos, g_neg)
+        ctx.scale, ctx.compiled = scale, compiled
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        vecs, phase, idx, corrupt_head, g_pos, g_neg = ctx.saved_tensors
+        vecs, relation, r, phase, idx, corrupt_head, g_pos, g_neg = ctx.saved_tensors
         g_heads, g_tails, g_cands, g_phase = _backward_kernel(vecs, phase, idx, corrupt_head, g_pos, g_neg, grad,
                                                               compiled=ctx.compiled)
-        g_vecs = None
-        if ctx.needs_input_grad[0]:
-            b = g_heads.shape[0]
-            g_vecs = torch.zeros_like(vecs)
-            with kernels.single_threaded():  # deterministic scatter; its threaded path is slower
+        g_vecs = g_relation = None
+        b = g_heads.shape[0]
+        with kernels.single_threaded():  # deterministic scatters; their threaded path is slower
+            if ctx.needs_input_grad[0]:
+                g_vecs = torch.zeros_like(vecs)
                 g_vecs.index_add_(0, idx[:b], g_heads).index_add_(0, idx[b:2 * b], g_tails)
                 g_vecs.index_add_(0, idx[2 * b:], g_cands)
-        return g_vecs, (g_phase if ctx.needs_input_grad[1] else None), None, None, None, None, None, None
+            if ctx.needs_input_grad[1]:
+                g_relation = torch.zeros_like(relation).index_add_(0, r, g_phase * ctx.scale)
+        return (g_vecs, g_relation) + (None,) * 8
 
 
 @SCORERS.register("rotate")
@@ -222,8 +230,8 @@ class RotatE(nn.Module):
         b, k = candidate.shape
         idx = torch.cat([h, t, candidate.reshape(-1)])
         compiled = kernels.use_compiled_training(b * k, vecs.shape[-1])
-        return SampledLoss.apply(vecs, self.phases(r), idx, corrupt_head, mask, float(self.margin),
-                                 float(temperature), compiled)
+        return SampledLoss.apply(vecs, self.relation, r, math.pi / self.embedding_range, idx, corrupt_head, mask,
+                                 float(self.margin), float(temperature), compiled)
 
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``margin - d(h, r, t)`` for aligned tensors of entity vectors."""

@@ -64,16 +64,15 @@ class CompletionTask:
         return list(self.train_triples[perm].split(self.cfg.train.batch_size))
 
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        neg, mask = self.sampler.sample(batch, generator)
+        # candidate [B, K]: the entity that replaces the head (corrupt_head) or the tail
+        candidate, corrupt_head, mask = self.sampler.sample_candidates(batch, generator)
         dev = self.device
-        batch, neg, mask = batch.to(dev), neg.to(dev), mask.to(dev)
+        batch, candidate, corrupt_head, mask = batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev)
         m = self.model
         # Fuse every entity once per step: m.entity_vectors(), computing only what the readout needs.
         vecs = m.encoder.vectors(m.inputs(), scale=m.output_scale)
         scorer = m.scorer
         h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
-        corrupt_head = neg[..., 0] != h.unsqueeze(1)
-        candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
         temperature = self.cfg.completion.adversarial_temperature
         if hasattr(scorer, "sampled_loss"):  # fused: one rotation per positive and direction
             return scorer.sampled_loss(vecs, h, r, t, candidate, corrupt_head, mask, temperature)
