@@ -46,7 +46,7 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1):
 
 
 class PyKEENRun:
-    def __init__(self, kg, seed: int = 1):
+    def __init__(self, kg, seed: int = 1, sampler: str = "bernoulli", filtered: bool = True):
         import torch
         from pykeen.training import SLCWATrainingLoop
         from pykeen.training.callbacks import TrainingCallback
@@ -54,8 +54,8 @@ class PyKEENRun:
         self.model, self.tf = common.pykeen_rotate(kg, seed=seed)
         opt = torch.optim.Adam(self.model.get_grad_params(), lr=1e-4)
         self.loop = SLCWATrainingLoop(model=self.model, triples_factory=self.tf, optimizer=opt,
-                                      negative_sampler="bernoulli",
-                                      negative_sampler_kwargs=dict(num_negs_per_pos=32, filtered=True))
+                                      negative_sampler=sampler,
+                                      negative_sampler_kwargs=dict(num_negs_per_pos=32, filtered=filtered))
         self.epochs = 0
         run = self
 
@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default="structure,snag", help="snagkg configs: structure, snag")
     ap.add_argument("--skip-pykeen", action="store_true")
+    ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
+    ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
     args = ap.parse_args()
 
     common.set_threads(args.threads)
@@ -100,7 +102,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     if not args.skip_pykeen:
         common.require_pykeen()
-        systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg)
+        systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg, sampler=args.pykeen_sampler,
+                                                  filtered=not args.pykeen_unfiltered)
     for c in chosen:
         systems[f"snagkg {c} ({'+'.join(configs[c])})"] = snagkg_trainer(dataset, configs[c], tmp / c)
 

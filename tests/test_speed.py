@@ -224,3 +224,31 @@ def test_sample_candidates_are_the_negatives_of_sample(filtered):
     assert torch.equal(head_side, neg[..., 0] != batch[:, None, 0])
     assert torch.equal(cand, torch.where(head_side, neg[..., 0], neg[..., 2]))
     assert torch.equal(mask2, mask)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, None])
+@pytest.mark.parametrize("ties", ["realistic", "optimistic"])
+def test_shared_queries_are_ranked_like_separate_ones(chunk, ties):
+    """Test triples sharing (anchor, relation) are scored once; every triple keeps its own rank."""
+    torch.manual_seed(1)
+    n_ent, n_rel = 25, 2
+    vecs = torch.randn(n_ent, 8)
+    vecs[7] = vecs[3]  # exact ties
+    scorer = RotatE(n_rel, 8)
+    test = torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 3], [5, 1, 3], [0, 1, 3], [6, 0, 3], [6, 0, 7], [1, 1, 0]])
+    known = torch.cat([test, torch.tensor([[0, 0, 7], [5, 1, 6], [9, 0, 3]])])
+    known_set = {tuple(x) for x in known.tolist()}
+    expected = []
+    with torch.no_grad():
+        for predict_tail in (True, False):
+            for h, r, t in test.tolist():
+                anchor, true = (h, t) if predict_tail else (t, h)
+                q = scorer.query(vecs[anchor:anchor + 1], torch.tensor([r]), predict_tail)
+                d = scorer.distance(q, vecs)
+                keep = [e for e in range(n_ent) if e == true or
+                        ((h, r, e) if predict_tail else (e, r, t)) not in known_set]
+                better = sum(1 for e in keep if e != true and d[e] < d[true])
+                equal = sum(1 for e in keep if e != true and d[e] == d[true])
+                expected.append(1 + better if ties == "optimistic" else 1 + better + equal / 2)
+        got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64))
