@@ -1,0 +1,204 @@
+"""Multi-modal KG completion on a real benchmark: the four rows of the comparison, one script.
+
+    .venv/bin/python benchmarks/bench_mkgc.py --dataset /work/data/DB15K --preset db15k-cpu \\
+        --output runs/bench/db15k
+    .venv/bin/python benchmarks/bench_mkgc.py --dataset /work/data/MKG-W --preset mkg-w-cpu \\
+        --output runs/bench/mkg-w --rows structure,pykeen
+
+Rows (each with validation-based model selection and early stopping, never test):
+
+1. ``structure``: snagkg on graph structure alone (RotatE through the fusion encoder);
+2. ``pykeen``: PyKEEN 1.11 RotatE with the same complex dimension (``encoder.hidden / 2``),
+   32 filtered Bernoulli negatives, the NSSA loss with the same margin and adversarial
+   temperature, Adam with the same learning rate, batch size, epoch budget, evaluation
+   interval and patience; selected on the same validation triples;
+3. ``snag``: snagkg SNAG with structure + the dataset's feature tables (name text,
+   relation context);
+4. ``snag-nonoise``: row 3 with the noise off (rho = 0), the paper's ablation.
+
+Rows 3 and 4 use every table among ``features/{image,text,relation}.npy`` in the
+dataset folder (``snagkg features text``, ``snagkg features relations``,
+``snagkg features import``); the printed command says which.
+The snagkg rows are run through the command line exactly as printed; each row's
+result is kept in ``OUTPUT/<row>.json`` and skipped when it exists, so the script
+can be stopped and started again. Test metrics are filtered (train, valid, test),
+both directions, realistic ties, and also optimistic ties (the published tables'
+convention) from the same best checkpoint.
+
+Note: PyKEEN 1.11's RotatE scores ``-||h o r - t||_2`` (L2 over the complex vector);
+snagkg's is the original RotatE ``-sum_k |h_k r_k - t_k|``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+ROWS = ("structure", "pykeen", "snag", "snag-nonoise")
+FEATURES = ("image", "text", "relation")
+
+
+def snag_rows(dataset: Path) -> dict:
+    """The snagkg rows' options: rows 3 and 4 use every feature table the dataset folder has."""
+    found = [m for m in FEATURES if (dataset / "features" / f"{m}.npy").exists()]
+    mods = ",".join(["structure"] + found)
+    return {"structure": ["--modalities", "structure"], "snag": ["--modalities", mods],
+            "snag-nonoise": ["--modalities", mods, "--noise-ratio", "0"]}
+KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+
+
+def run_snagkg(row: str, args, out: Path) -> dict:
+    exe = str(Path(sys.executable).with_name("snagkg"))
+    folder = out / row
+    cmd = [exe, "train", "--task", "completion", "--dataset", str(args.dataset), "--preset", args.preset,
+           "--output", str(folder), "--seed", str(args.seed), "--no-progress", "--overwrite"]
+    opts = snag_rows(args.dataset)[row]
+    cmd += opts + args.extra
+    printable = "snagkg " + " ".join(shlex.quote(c) for c in cmd[1:])
+    common.log(f"[{row}] {printable}")
+    t0 = time.perf_counter()
+    with open(out / f"{row}.log", "w") as logf:
+        rc = subprocess.call(cmd, stdout=logf, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"[{row}] failed (exit {rc}); see {out / f'{row}.log'}")
+    res = json.loads((folder / "results.json").read_text())
+    import snagkg
+    opt = snagkg.evaluate(folder, split="test", ties="optimistic")
+    return {"row": row, "system": f"snagkg ({opts[1]}{', rho=0' if 'nonoise' in row else ''})",
+            "command": printable, "valid": res["valid"], "test": res["test"],
+            "test_optimistic": {k: opt[k] for k in KEYS}, "best_epoch": res["best_epoch"],
+            "epochs_run": res["epochs_run"], "train_seconds": res["train_seconds"],
+            "epoch_seconds": res["epoch_seconds"], "wall_seconds": wall}
+
+
+def pykeen_metrics(result, ties: str) -> dict:
+    get = result.get_metric
+    return {"mrr": float(get(f"both.{ties}.inverse_harmonic_mean_rank")),
+            "mr": float(get(f"both.{ties}.arithmetic_mean_rank")),
+            "hits@1": float(get(f"both.{ties}.hits_at_1")), "hits@3": float(get(f"both.{ties}.hits_at_3")),
+            "hits@10": float(get(f"both.{ties}.hits_at_10"))}
+
+
+def run_pykeen(args, out: Path) -> dict:
+    """PyKEEN RotatE with the snagkg preset's budget, selected on validation MRR (realistic ties)."""
+    common.require_pykeen()
+    import numpy as np
+    import torch
+    from pykeen.evaluation import RankBasedEvaluator
+    from pykeen.training import SLCWATrainingLoop
+
+    import snagkg
+    from snagkg.datasets import load_completion_dataset
+    cfg = snagkg.resolve_config(preset=args.preset, overrides={"dataset": str(args.dataset), "seed": args.seed})
+    t, c = cfg.train, cfg.completion
+    kg = load_completion_dataset(cfg.dataset, seed=cfg.seed)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    model, tf = common.pykeen_rotate(kg, dim=cfg.encoder.hidden // 2, margin=c.margin,
+                                     temperature=c.adversarial_temperature, seed=args.seed)
+    opt = torch.optim.Adam(model.get_grad_params(), lr=t.lr)
+    loop = SLCWATrainingLoop(model=model, triples_factory=tf, optimizer=opt, negative_sampler="bernoulli",
+                             negative_sampler_kwargs=dict(num_negs_per_pos=t.negatives, filtered=True))
+    split = {s: torch.from_numpy(kg.split(s)).long() for s in ("train", "valid", "test")}
+    evaluator = RankBasedEvaluator(filtered=True)
+
+    def evaluate(name):
+        others = [split[s] for s in ("train", "valid", "test") if s != name]
+        with common.quiet():
+            return evaluator.evaluate(model, mapped_triples=split[name], additional_filter_triples=others,
+                                      batch_size=args.pykeen_eval_batch, use_tqdm=False)
+
+    best, best_epoch, best_state, bad, epoch, epoch_times = -1.0, 0, None, 0, 0, []
+    t0 = time.perf_counter()
+    while epoch < t.epochs:
+        step = min(t.eval_every, t.epochs - epoch)
+        e0 = time.perf_counter()
+        with common.quiet():
+            losses = loop.train(triples_factory=tf, num_epochs=epoch + step, batch_size=t.batch_size,
+                                use_tqdm=False, use_tqdm_batch=False)
+        epoch_times.append((time.perf_counter() - e0) / step)
+        epoch += step
+        mrr = pykeen_metrics(evaluate("valid"), "realistic")["mrr"]
+        gain = mrr > best
+        if gain:
+            best, best_epoch, bad = mrr, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        common.log(f"[pykeen] epoch {epoch}: loss {losses[-1]:.4f}, valid mrr {mrr:.4f}"
+                   f"{' (best)' if gain else f' (no gain {bad}/{t.patience})'}, {epoch_times[-1]:.1f}s/epoch")
+        if bad >= t.patience:
+            break
+    train_seconds = time.perf_counter() - t0
+    model.load_state_dict(best_state)
+    valid = pykeen_metrics(evaluate("valid"), "realistic")
+    e0 = time.perf_counter()
+    test_result = evaluate("test")
+    eval_seconds = time.perf_counter() - e0
+    return {"row": "pykeen", "system": "PyKEEN 1.11 RotatE", "command": "(this script, row pykeen)",
+            "valid": valid, "test": pykeen_metrics(test_result, "realistic"),
+            "test_optimistic": pykeen_metrics(test_result, "optimistic"), "best_epoch": best_epoch,
+            "epochs_run": epoch, "train_seconds": train_seconds, "epoch_seconds": common.median(epoch_times),
+            "test_eval_seconds": eval_seconds, "wall_seconds": time.perf_counter() - t0}
+
+
+def table(results) -> str:
+    rows = []
+    for r in results:
+        tr, to = r["test"], r["test_optimistic"]
+        rows.append({"system": r["system"], "MRR": 100 * tr["mrr"], "H@1": 100 * tr["hits@1"],
+                     "H@3": 100 * tr["hits@3"], "H@10": 100 * tr["hits@10"], "MRR opt.": 100 * to["mrr"],
+                     "H@1 opt.": 100 * to["hits@1"], "H@10 opt.": 100 * to["hits@10"],
+                     "valid MRR": 100 * r["valid"]["mrr"], "epochs (best)": f"{r['epochs_run']} ({r['best_epoch']})",
+                     "s/epoch": r["epoch_seconds"], "train min": r["train_seconds"] / 60})
+    cols = ["system", "MRR", "H@1", "H@3", "H@10", "MRR opt.", "H@1 opt.", "H@10 opt.", "valid MRR",
+            "epochs (best)", "s/epoch", "train min"]
+    return common.table(rows, cols)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", type=Path, required=True, help="OpenKE folder with features/text.npy, relation.npy")
+    ap.add_argument("--preset", required=True, help="snagkg preset (budget and hyperparameters for every row)")
+    ap.add_argument("--output", type=Path, required=True, help="folder for the runs and each row's JSON")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pykeen-eval-batch", type=int, default=None)
+    ap.add_argument("--rerun", action="store_true", help="run rows whose JSON already exists again")
+    ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more snagkg train options for rows 1, 3, 4")
+    args = ap.parse_args()
+    args.extra = [a for a in args.extra if a != "--"]
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))} (choose from {', '.join(ROWS)})")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    common.set_threads(args.threads)
+    args.output.mkdir(parents=True, exist_ok=True)
+    common.log(common.environment())
+    results = []
+    for row in ROWS:
+        path = args.output / f"{row}.json"
+        if row in rows and (args.rerun or not path.exists()):
+            res = run_pykeen(args, args.output) if row == "pykeen" else run_snagkg(row, args, args.output)
+            res["environment"] = common.environment()
+            path.write_text(json.dumps(res, indent=2))
+            common.log(f"[{row}] test mrr {res['test']['mrr']:.4f} ({res['train_seconds'] / 60:.1f} min)")
+        if path.exists():
+            results.append(json.loads(path.read_text()))
+    print(f"\n{args.dataset.name}, preset {args.preset}, seed {args.seed}; {common.environment()}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
