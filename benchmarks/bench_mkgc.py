@@ -123,8 +123,9 @@ def run_pykeen(args, out: Path) -> dict:
         step = min(t.eval_every, t.epochs - epoch)
         e0 = time.perf_counter()
         with common.quiet():
+            # continue_training: without it PyKEEN re-initialises the weights on every call
             losses = loop.train(triples_factory=tf, num_epochs=epoch + step, batch_size=t.batch_size,
-                                use_tqdm=False, use_tqdm_batch=False)
+                                use_tqdm=False, use_tqdm_batch=False, continue_training=epoch > 0)
         epoch_times.append((time.perf_counter() - e0) / step)
         epoch += step
         mrr = pykeen_metrics(evaluate("valid"), "realistic")["mrr"]

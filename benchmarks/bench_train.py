@@ -74,8 +74,9 @@ class PyKEENRun:
         self._start, self._seconds = None, None
         self.epochs += 1
         with common.quiet():
+            # continue_training: without it PyKEEN re-initialises the weights on every call
             self.loop.train(triples_factory=self.tf, num_epochs=self.epochs, batch_size=1024, use_tqdm=False,
-                            use_tqdm_batch=False, callbacks=self.callback)
+                            use_tqdm_batch=False, callbacks=self.callback, continue_training=self.epochs > 1)
         return self._seconds
 
 

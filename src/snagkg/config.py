@@ -167,6 +167,7 @@ class RunConfig:
     modalities: Optional[Tuple[str, ...]] = None   # None: structure + every feature table found
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"   # fp32, or bf16: the encoder's products in bfloat16 (completion)
     ties: str = "realistic"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -181,6 +182,11 @@ class RunConfig:
             raise ConfigValueError(f"ties must be 'realistic' or 'optimistic', got {self.ties!r}", "ties")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}", "device")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigValueError(f"precision must be fp32 or bf16, got {self.precision!r}", "precision")
+        if self.precision != "fp32" and self.task != "completion":
+            raise ConfigValueError(f"precision {self.precision} is available for the completion task only",
+                                   "precision")
         if self.modalities is not None and len(self.modalities) == 0:
             raise ConfigValueError("modalities must name at least one modality", "modalities")
         for sec in (self.encoder, self.noise, self.train, self.completion, self.alignment):

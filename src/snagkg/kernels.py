@@ -32,6 +32,21 @@ COMPILE_MIN_WORK = 1_000_000        # ranking: entities x complex width (DB15K a
 COMPILE_MIN_TRAIN_WORK = 2_000_000  # training: positives x negatives x complex width
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The context for a run's ``precision``: nothing for fp32, else ``torch.autocast`` to that dtype.
+
+    Autocast runs matrix products in the lower precision and keeps reductions, norms and
+    softmax in float32; callers cast what leaves the block back to float32.
+    """
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def compile_enabled() -> bool:
     return os.environ.get("SNAGKG_COMPILE", "1") != "0"
 

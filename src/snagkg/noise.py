@@ -34,7 +34,9 @@ from torch import nn
 
 def _stats(x: torch.Tensor, real: Optional[torch.Tensor]) -> "tuple[torch.Tensor, torch.Tensor]":
     rows = x.detach() if real is None else x.detach()[real]
-    return rows.mean(dim=0), rows.std(dim=0, unbiased=False)
+    mean = rows.mean(dim=0)
+    # two passes over the rows: several times faster than aten::std's column reduction on CPU
+    return mean, (rows - mean).square().mean(dim=0).sqrt()
 
 
 def _check(ratio: float, mask: float) -> None:

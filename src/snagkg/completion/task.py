@@ -11,6 +11,7 @@ from ..config import RunConfig
 from ..datasets.graph import KnowledgeGraph
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
+from ..kernels import autocast
 from .loss import self_adversarial_loss
 from .model import CompletionModel
 from .sampler import BernoulliNegativeSampler
@@ -69,8 +70,7 @@ class CompletionTask:
         dev = self.device
         batch, candidate, corrupt_head, mask = batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev)
         m = self.model
-        # Fuse every entity once per step: m.entity_vectors(), computing only what the readout needs.
-        vecs = m.encoder.vectors(m.inputs(), scale=m.output_scale)
+        vecs = self._vectors()
         scorer = m.scorer
         h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
         temperature = self.cfg.completion.adversarial_temperature
@@ -85,13 +85,20 @@ class CompletionTask:
         negs = scorer.margin - scorer.distance(q, vecs[candidate])
         return self_adversarial_loss(pos, negs, mask, temperature)
 
+    def _vectors(self) -> torch.Tensor:
+        """Every entity fused once (``model.entity_vectors()``, computing only what the readout
+        needs), in the run's precision; float32 out."""
+        m = self.model
+        with autocast(self.device, self.cfg.precision):
+            vecs = m.encoder.vectors(m.inputs(), scale=m.output_scale)
+        return vecs.float()
+
     # -- evaluation --------------------------------------------------------
     @torch.no_grad()
     def entity_vectors(self) -> torch.Tensor:
         """``model.entity_vectors()`` in eval mode, through the encoder's readout-only (compiled) path."""
-        m = self.model
-        m.eval()
-        return m.encoder.vectors(m.inputs(), scale=m.output_scale)
+        self.model.eval()
+        return self._vectors()
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
                  progress: bool = False) -> Dict[str, float]:
