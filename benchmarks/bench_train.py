@@ -30,7 +30,7 @@ from pathlib import Path
 import common
 
 
-def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1):
+def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, precision: str = "fp32"):
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
@@ -38,7 +38,7 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1):
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
-        "device": "cpu", "seed": seed})
+        "device": "cpu", "seed": seed, "precision": precision})
     task = CompletionTask(read_openke(dataset), cfg)
     t = cfg.train
     return Trainer(task, folder, epochs=10_000, eval_every=t.eval_every, patience=t.patience, seed=seed,
@@ -85,7 +85,8 @@ def main() -> None:
     ap.add_argument("--dataset-dir", default="/tmp/bench_db15k", help="private copy of DB15K (created)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--configs", default="structure,snag", help="snagkg configs: structure, snag")
+    ap.add_argument("--configs", default="structure,snag",
+                    help="snagkg configs: structure, snag, structure-bf16, snag-bf16 (--precision bf16)")
     ap.add_argument("--skip-pykeen", action="store_true")
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
@@ -93,6 +94,7 @@ def main() -> None:
 
     common.set_threads(args.threads)
     configs = {"structure": ["structure"], "snag": ["structure", "relation", "text"]}
+    configs.update({f"{k}-bf16": v for k, v in configs.items()})
     chosen = [c for c in args.configs.split(",") if c]
     dataset = common.prepare_dataset(Path(args.dataset_dir), features=("relation", "text"))
     from snagkg.datasets import read_openke
@@ -106,7 +108,8 @@ def main() -> None:
         systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg, sampler=args.pykeen_sampler,
                                                   filtered=not args.pykeen_unfiltered)
     for c in chosen:
-        systems[f"snagkg {c} ({'+'.join(configs[c])})"] = snagkg_trainer(dataset, configs[c], tmp / c)
+        systems[f"snagkg {c} ({'+'.join(configs[c])})"] = snagkg_trainer(
+            dataset, configs[c], tmp / c, precision="bf16" if c.endswith("-bf16") else "fp32")
 
     def one_epoch(name, sys_):
         if isinstance(sys_, PyKEENRun):

@@ -26,6 +26,22 @@ def make_openke(folder: Path, num_entities: int = 300, num_relations: int = 8, s
 
 
 @pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """A tiny hand-written OpenKE dataset (tests/_fixtures_reliability.py)."""
+    from _fixtures_reliability import write_tiny_openke
+    return write_tiny_openke(tmp_path / "ds")
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path) -> Path:
+    """A YAML config for runs of a few seconds on ``tiny``."""
+    from _fixtures_reliability import TINY_CONFIG
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_CONFIG)
+    return p
+
+
+@pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_openke(tmp_path / "tiny")
 

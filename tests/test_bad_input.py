@@ -27,18 +27,6 @@ from _fixtures_reliability import (N_ENT, TINY_CONFIG, assert_one_error, insert_
                                    run_main, snapshot, tiny_triples, triple_file, write_tiny_openke)
 
 
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    return write_tiny_openke(tmp_path / "ds")
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path) -> Path:
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY_CONFIG)
-    return p
-
-
 def train_args(ds: Path, out: Path, cfg: Path, *extra: str):
     return ["train", "--dataset", ds, "--output", out, "--config", cfg, "--no-progress", "--device", "cpu", *extra]
 
@@ -247,10 +235,11 @@ def test_out_of_range_in_preset_layer_points_at_the_file_that_set_it(tiny, tmp_p
 # --------------------------------------------------------------------------- command-line arguments
 
 CLI_CASES = [
-    pytest.param(["--epochs", "0"], "train.epochs must be positive", id="epochs-zero"),
-    pytest.param(["--lr", "-1"], "train.lr must be positive", id="negative-lr"),
-    pytest.param(["--noise-ratio", "1.5"], "noise.ratio must be in [0, 1]", id="noise-ratio"),
-    pytest.param(["--mask-ratio", "-0.2"], "noise.mask must be in [0, 1]", id="mask-ratio"),
+    pytest.param(["--epochs", "0"], "--epochs: train.epochs must be positive", id="epochs-zero"),
+    pytest.param(["--lr", "-1"], "--lr: train.lr must be positive", id="negative-lr"),
+    pytest.param(["--noise-ratio", "1.5"], "--noise-ratio: noise.ratio must be in [0, 1]", id="noise-ratio"),
+    pytest.param(["--mask-ratio", "-0.2"], "--mask-ratio: noise.mask must be in [0, 1]", id="mask-ratio"),
+    pytest.param(["--batch-size", "0"], "--batch-size: train.batch_size must be positive", id="batch-size-zero"),
     pytest.param(["--epochs", "abc"], "--epochs", id="epochs-not-integer"),
     pytest.param(["--epcohs", "3"], "unrecognized arguments: --epcohs", id="unknown-flag"),
     pytest.param(["--readout", "median"], "encoder.readout 'median'", id="bad-readout"),

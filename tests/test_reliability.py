@@ -23,18 +23,6 @@ from _fixtures_reliability import (TINY_CONFIG, assert_one_error, error_lines, r
                                    snapshot, subprocess_env, temp_files, write_tiny_openke)
 
 
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    return write_tiny_openke(tmp_path / "ds")
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path) -> Path:
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY_CONFIG)
-    return p
-
-
 # --------------------------------------------------------------------------- atomic writes
 
 def _half_then(exc: BaseException):
@@ -303,7 +291,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     victim = subprocess.Popen(base + ["--output", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     ckpt = run_dir / "checkpoint.pt"
-    killed_at, seen, deadline = None, None, time.monotonic() + 90
+    # generous: on a loaded 2-core machine the two runs and the rest of the suite share the cores
+    killed_at, seen, deadline = None, None, time.monotonic() + 600
     try:
         while victim.poll() is None and time.monotonic() < deadline:
             try:
@@ -316,7 +305,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
                     os.kill(victim.pid, signal.SIGKILL)
                     break
             time.sleep(0.02)
-        victim.wait(timeout=30)
+        assert victim.poll() is not None or time.monotonic() < deadline, "no epoch-2 checkpoint within 600 s"
+        victim.wait(timeout=60)
     finally:
         if victim.poll() is None:
             victim.kill()
@@ -326,10 +316,10 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert 2 <= killed_at < 6 and not (run_dir / "results.json").exists()
 
     resumed = subprocess.run(base + ["--output", str(run_dir), "--resume"], env=env, capture_output=True, text=True,
-                             timeout=120)
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {killed_at}" in resumed.stderr
-    out, err = ref.communicate(timeout=120)
+    out, err = ref.communicate(timeout=600)
     assert ref.returncode == 0, err
 
     a = json.loads((ref_dir / "results.json").read_text())

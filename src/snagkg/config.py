@@ -340,6 +340,16 @@ def _has(data: Dict[str, Any], dotted: str) -> bool:
 Layer = Tuple[str, Dict[str, Any], Dict[Tuple[str, ...], int]]
 
 
+COMMAND_LINE = "command line"
+#: config keys whose command-line flag is not ``--`` + the last part of the key
+_FLAGS = {"noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio"}
+
+
+def cli_flag(key: str) -> str:
+    """The ``snagkg train`` flag that sets the dotted config ``key`` (``train.lr`` -> ``--lr``)."""
+    return _FLAGS.get(key, "--" + key.split(".")[-1].replace("_", "-"))
+
+
 def _checked(cfg: "RunConfig", layers: "list[Layer]", fallback: Any) -> "RunConfig":
     """Run ``cfg.check()``; report a bad value at the file and line that set it.
 
@@ -352,7 +362,10 @@ def _checked(cfg: "RunConfig", layers: "list[Layer]", fallback: Any) -> "RunConf
         for source, data, lines in layers:
             for key in exc.keys:
                 if _has(data, key):
-                    raise SnagError(str(exc), source, lines.get(tuple(key.split(".")))) from None
+                    msg = str(exc)
+                    if source == COMMAND_LINE:  # name the flag the user typed, not only the config key
+                        msg = f"{cli_flag(key)}: {msg}"
+                    raise SnagError(msg, source, lines.get(tuple(key.split(".")))) from None
         raise SnagError(str(exc), fallback) from None
     except ValueError as exc:
         raise SnagError(str(exc), fallback) from None
@@ -455,9 +468,9 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
                 nested.setdefault(sec, {})[sub] = value
             else:
                 nested[key] = value
-        cfg = apply_mapping(cfg, nested, "command line")
-        layers.insert(0, ("command line", nested, {}))
-    return _checked(cfg, layers, config_file or "command line")
+        cfg = apply_mapping(cfg, nested, COMMAND_LINE)
+        layers.insert(0, (COMMAND_LINE, nested, {}))
+    return _checked(cfg, layers, config_file or COMMAND_LINE)
 
 
 def dump(cfg: RunConfig) -> str:

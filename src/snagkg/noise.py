@@ -127,3 +127,12 @@ class ModalityNoise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, mask={self.mask}"
+
+
+def modality_noises(modalities, ratio: float, mask: float, structure_scale: float = 1.0) -> nn.ModuleDict:
+    """One :class:`ModalityNoise` per modality name; ``structure`` gets ``ratio`` and ``mask``
+    times ``structure_scale`` (SPEC section 2: the trainable structure embedding)."""
+    return nn.ModuleDict({
+        m: ModalityNoise(ratio * (structure_scale if m == "structure" else 1.0),
+                         mask * (structure_scale if m == "structure" else 1.0))
+        for m in modalities})

@@ -22,8 +22,8 @@ from torch import nn
 
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder
-from ..features.tables import FeatureTable
-from ..noise import ModalityNoise
+from ..features.tables import FeatureTable, register_buffers
+from ..noise import modality_noises
 from .gat import GAT, EdgeIndex
 from .loss import UncertaintyWeighting, icl_loss
 
@@ -48,20 +48,12 @@ class AlignmentModel(nn.Module):
         for m in self.modalities:
             if m == "structure":
                 continue
-            t = tables[m]
-            self.register_buffer(f"feat_{m}", torch.from_numpy(t.values), persistent=False)
-            self.register_buffer(f"mean_{m}", torch.from_numpy(t.mean), persistent=False)
-            self.register_buffer(f"std_{m}", torch.from_numpy(t.std), persistent=False)
-            dims[m] = t.dim
+            dims[m] = register_buffers(self, m, tables[m])
         dims = {m: dims[m] for m in self.modalities}
         self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
                                        heads=enc.heads, layers=enc.layers, dropout=enc.dropout, ffn=enc.ffn,
                                        tanh=enc.tanh, readout="global_weighted")
-        s = noise.structure_scale
-        self.noise = nn.ModuleDict({
-            m: ModalityNoise(noise.ratio * (s if m == "structure" else 1.0),
-                             noise.mask * (s if m == "structure" else 1.0))
-            for m in self.modalities})
+        self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
         # one uncertainty weight per modality term: projected token and fusion output of each modality
         self.uncertainty = UncertaintyWeighting(2 * len(self.modalities))
         self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder
-from ..features.tables import FeatureTable
-from ..noise import ModalityNoise
+from ..features.tables import FeatureTable, register_buffers
+from ..noise import modality_noises
 from .scorers import SCORERS
 
 
@@ -31,20 +31,11 @@ class CompletionModel(nn.Module):
             if m == "structure":
                 dims[m] = enc.hidden
                 continue
-            t = tables[m]
-            self.register_buffer(f"feat_{m}", torch.from_numpy(t.values), persistent=False)
-            self.register_buffer(f"mean_{m}", torch.from_numpy(t.mean), persistent=False)
-            self.register_buffer(f"std_{m}", torch.from_numpy(t.std), persistent=False)
-            self.register_buffer(f"missing_{m}", torch.from_numpy(t.missing), persistent=False)
-            dims[m] = t.dim
+            dims[m] = register_buffers(self, m, tables[m], missing=True)
         self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
                                        heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
                                        ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout)
-        s = noise.structure_scale
-        self.noise = nn.ModuleDict({
-            m: ModalityNoise(noise.ratio * (s if m == "structure" else 1.0),
-                             noise.mask * (s if m == "structure" else 1.0))
-            for m in self.modalities})
+        self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
         self.scorer = SCORERS.get(comp.scorer)(num_relations, self.encoder.width, comp.margin)
         # Map the readout to RotatE's initial scale: coordinates ~ U(-range, range) have RMS range/sqrt(3).
         self.output_scale = self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
