@@ -8,7 +8,8 @@ self-adversarial (NSSA) loss with margin 12 and adversarial temperature 2,
 32 Bernoulli negatives per positive filtered against train, batch 1024, Adam
 lr 1e-4, 2 torch threads. snagkg runs preset ``db15k`` structure-only
 (``--modalities structure``) and the full SNAG with three modalities
-(structure + relation-context features + a random 384-wide "text" table).
+(structure + relation-context features + a random 384-wide "text" table); ``rotate``
+(``--no-fusion``) is snagkg's plain RotatE, the same model as PyKEEN's (up to L1/L2).
 
 Each round times one epoch of every system back to back (PyKEEN, then each
 snagkg config), so a change in machine load hits all of them; the table
@@ -30,7 +31,7 @@ from pathlib import Path
 import common
 
 
-def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, precision: str = "fp32"):
+def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, **overrides):
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
@@ -38,7 +39,7 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, preci
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
-        "device": "cpu", "seed": seed, "precision": precision})
+        "device": "cpu", "seed": seed, **overrides})
     task = CompletionTask(read_openke(dataset), cfg)
     t = cfg.train
     return Trainer(task, folder, epochs=10_000, eval_every=t.eval_every, patience=t.patience, seed=seed,
@@ -86,15 +87,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default="structure,snag",
-                    help="snagkg configs: structure, snag, structure-bf16, snag-bf16 (--precision bf16)")
+                    help="snagkg configs: structure, snag (the SNAG encoder), rotate (--no-fusion: plain RotatE), "
+                         "and each with -bf16 (--precision bf16)")
     ap.add_argument("--skip-pykeen", action="store_true")
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
     args = ap.parse_args()
 
     common.set_threads(args.threads)
-    configs = {"structure": ["structure"], "snag": ["structure", "relation", "text"]}
-    configs.update({f"{k}-bf16": v for k, v in configs.items()})
+    configs = {"structure": (["structure"], {}), "snag": (["structure", "relation", "text"], {}),
+               "rotate": (["structure"], {"encoder.fusion": False})}
+    configs.update({f"{k}-bf16": (v[0], {**v[1], "precision": "bf16"}) for k, v in configs.items()})
     chosen = [c for c in args.configs.split(",") if c]
     dataset = common.prepare_dataset(Path(args.dataset_dir), features=("relation", "text"))
     from snagkg.datasets import read_openke
@@ -108,8 +111,8 @@ def main() -> None:
         systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg, sampler=args.pykeen_sampler,
                                                   filtered=not args.pykeen_unfiltered)
     for c in chosen:
-        systems[f"snagkg {c} ({'+'.join(configs[c])})"] = snagkg_trainer(
-            dataset, configs[c], tmp / c, precision="bf16" if c.endswith("-bf16") else "fp32")
+        mods, overrides = configs[c]
+        systems[f"snagkg {c} ({'+'.join(mods)})"] = snagkg_trainer(dataset, mods, tmp / c, **overrides)
 
     def one_epoch(name, sys_):
         if isinstance(sys_, PyKEENRun):

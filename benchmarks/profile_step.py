@@ -17,6 +17,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--no-fusion", action="store_true", help="plain RotatE (encoder.fusion false)")
+    ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import snagkg
@@ -24,7 +26,9 @@ def main() -> None:
     from snagkg.datasets import read_openke
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={"dataset": args.dataset, "encoder.hidden": 256,
-                                                           "modalities": args.modalities.split(",")})
+                                                           "modalities": args.modalities.split(","),
+                                                           "encoder.fusion": not args.no_fusion,
+                                                           "precision": args.precision})
     task = CompletionTask(read_openke(args.dataset), cfg)
     opt, _ = task.make_optimizer()
     gen = torch.Generator().manual_seed(0)

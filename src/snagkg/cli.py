@@ -33,6 +33,8 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
     }
+    if getattr(a, "no_fusion", False):
+        o["encoder.fusion"] = False
     if getattr(a, "no_iterative", False):
         o["alignment.iterative"] = False
     return {k: v for k, v in o.items() if v is not None}
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alignment: turn iterative learning (adding mutual nearest neighbours as links) off")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    t.add_argument("--no-fusion", action="store_true",
+                   help="completion with --modalities structure: no encoder, the structure embedding is the "
+                        "entity vector (plain RotatE, the structure-only baseline; noise masking still applies)")
     t.add_argument("--precision", choices=["fp32", "bf16"],
                    help="completion: fp32 (default), or bf16 for the encoder's matrix products "
                         "(autocast; faster on CPUs with AMX and on recent GPUs)")

@@ -39,6 +39,7 @@ class EncoderConfig:
     ffn: bool = False
     tanh: bool = True
     readout: str = "mean"
+    fusion: bool = True             # false: no encoder, the structure embedding is the entity vector (plain KGE)
 
     def check(self) -> None:
         _positive(self, "hidden", "projection_layers", "heads", "layers")
@@ -184,6 +185,14 @@ class RunConfig:
             raise ConfigValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}", "device")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigValueError(f"precision must be fp32 or bf16, got {self.precision!r}", "precision")
+        if not self.encoder.fusion:
+            if self.task != "completion":
+                raise ConfigValueError("encoder.fusion false (no encoder) is available for the completion task only",
+                                       "encoder.fusion")
+            if self.modalities is None or tuple(self.modalities) != ("structure",):
+                raise ConfigValueError("encoder.fusion false (no encoder) needs --modalities structure: without the "
+                                       "fusion encoder there is no way to use feature modalities", "encoder.fusion",
+                                       "modalities")
         if self.precision != "fp32" and self.task != "completion":
             raise ConfigValueError(f"precision {self.precision} is available for the completion task only",
                                    "precision")
@@ -342,7 +351,7 @@ Layer = Tuple[str, Dict[str, Any], Dict[Tuple[str, ...], int]]
 
 COMMAND_LINE = "command line"
 #: config keys whose command-line flag is not ``--`` + the last part of the key
-_FLAGS = {"noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio"}
+_FLAGS = {"noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio", "encoder.fusion": "--no-fusion"}
 
 
 def cli_flag(key: str) -> str:

@@ -270,6 +270,39 @@ class ModalityEncoder(nn.Module):
         return Fused(tokens=tokens, outputs=h, weights=weights, vector=vector)
 
 
+class NoFusion(nn.Module):
+    """No projections and no fusion: the structure table is the entity vector.
+
+    The plain knowledge-graph-embedding baseline (with RotatE: RotatE itself) behind the
+    same interface as :class:`ModalityEncoder`, so that a task, its noise masking and its
+    evaluation run unchanged with and without SNAG's encoder (``encoder.fusion: false``).
+    """
+
+    def __init__(self, modality_dims: Dict[str, int]):
+        super().__init__()
+        if list(modality_dims) != ["structure"]:
+            raise ValueError(f"without the fusion encoder only the structure modality can be used, "
+                             f"got {', '.join(modality_dims)}")
+        self.modalities = ["structure"]
+        self.hidden = modality_dims["structure"]
+        self.readout = Readout(self.modalities, self.hidden)
+
+    @property
+    def width(self) -> int:
+        return self.hidden
+
+    def vectors(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None,
+                scale: float = 1.0) -> torch.Tensor:
+        x = inputs["structure"]
+        if index is not None:
+            x = x.index_select(0, index)
+        return x if scale == 1.0 else x * scale
+
+    def forward(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None) -> Fused:
+        x = self.vectors(inputs, index)
+        return Fused(tokens=x.unsqueeze(1), outputs=x.unsqueeze(1), weights=x.new_ones(x.shape[0], 1), vector=x)
+
+
 def _vectors_with(enc: ModalityEncoder, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor],
                   keeps: List[Optional[Tuple[torch.Tensor, ...]]], scale: float) -> torch.Tensor:
     """The ``graph`` readout of ``enc`` with given dropout masks, times ``scale`` (see ``vectors``)."""

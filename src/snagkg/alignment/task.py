@@ -30,6 +30,7 @@ import torch
 from ..completion.task import select_device
 from ..config import RunConfig
 from ..errors import SnagError
+from ..kernels import fused_optimizer
 from .data import DEFAULT_TRAIN_RATIO, AlignmentPair, load_alignment_dataset, split_links
 from .features import build_tables, resolve_modalities
 from .gat import union_edges
@@ -75,7 +76,8 @@ class AlignmentTask:
     # -- training ------------------------------------------------------------
     def make_optimizer(self):
         t = self.cfg.train
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = fused_optimizer(torch.optim.AdamW, self.model.parameters(), lr=t.lr,
+                                         weight_decay=t.weight_decay)
         return self.optimizer, None
 
     def lr_factor(self, epoch: int, batch: int, num_batches: int) -> float:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..encoder import Fused, ModalityEncoder
+from ..encoder import Fused, ModalityEncoder, NoFusion
 from ..features.tables import FeatureTable, register_buffers
 from ..noise import modality_noises
 from .scorers import SCORERS
@@ -32,13 +32,18 @@ class CompletionModel(nn.Module):
                 dims[m] = enc.hidden
                 continue
             dims[m] = register_buffers(self, m, tables[m], missing=True)
-        self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
-                                       heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
-                                       ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout)
+        if enc.fusion:
+            self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
+                                           heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
+                                           ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout)
+        else:  # plain RotatE on the structure embedding (with GMNM, when on)
+            self.encoder = NoFusion(dims)
         self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
         self.scorer = SCORERS.get(comp.scorer)(num_relations, self.encoder.width, comp.margin)
         # Map the readout to RotatE's initial scale: coordinates ~ U(-range, range) have RMS range/sqrt(3).
-        self.output_scale = self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
+        # (Without the encoder the embedding itself is initialised in RotatE's range: scale 1.)
+        self.output_scale = (self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
+                             if enc.fusion else 1.0)
 
     def table(self, m: str) -> torch.Tensor:
         return self.entity if m == "structure" else getattr(self, f"feat_{m}")

@@ -11,7 +11,7 @@ from ..config import RunConfig
 from ..datasets.graph import KnowledgeGraph
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
-from ..kernels import autocast
+from ..kernels import autocast, fused_optimizer
 from .loss import self_adversarial_loss
 from .model import CompletionModel
 from .sampler import BernoulliNegativeSampler
@@ -54,7 +54,8 @@ class CompletionTask:
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        opt = fused_optimizer(torch.optim.Adam, self.model.parameters(), lr=self.cfg.train.lr,
+                              weight_decay=self.cfg.train.weight_decay)
         return opt, None
 
     def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
@@ -124,6 +125,7 @@ class CompletionTask:
             "modalities": ",".join(f"{m}:{self.model.table(m).shape[1]}" for m in self.modalities),
             "hidden": self.cfg.encoder.hidden,
             "readout": self.cfg.encoder.readout,
+            **({} if self.cfg.encoder.fusion else {"fusion": False}),
         }
 
     def dataset_info(self) -> Dict[str, Any]:
