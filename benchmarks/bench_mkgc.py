@@ -20,8 +20,9 @@ Rows 3 and 4 use every table among ``features/{image,text,relation}.npy`` in the
 dataset folder (``snagkg features text``, ``snagkg features relations``,
 ``snagkg features import``); the printed command says which.
 The snagkg rows are run through the command line exactly as printed; each row's
-result is kept in ``OUTPUT/<row>.json`` and skipped when it exists, so the script
-can be stopped and started again. Test metrics are filtered (train, valid, test),
+result is kept in ``OUTPUT/<row>.json`` and skipped when it exists, and a finished
+run without its row JSON is collected without training again, so the script can be
+stopped and started again. Test metrics are filtered (train, valid, test),
 both directions, realistic ties, and also optimistic ties (the published tables'
 convention) from the same best checkpoint.
 
@@ -63,13 +64,17 @@ def run_snagkg(row: str, args, out: Path) -> dict:
     opts = snag_rows(args.dataset)[row]
     cmd += opts + args.extra
     printable = "snagkg " + " ".join(shlex.quote(c) for c in cmd[1:])
-    common.log(f"[{row}] {printable}")
-    t0 = time.perf_counter()
-    with open(out / f"{row}.log", "w") as logf:
-        rc = subprocess.call(cmd, stdout=logf, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - t0
-    if rc != 0:
-        raise SystemExit(f"[{row}] failed (exit {rc}); see {out / f'{row}.log'}")
+    wall = None
+    if args.rerun or not (folder / "results.json").exists():
+        common.log(f"[{row}] {printable}")
+        t0 = time.perf_counter()
+        with open(out / f"{row}.log", "w") as logf:
+            rc = subprocess.call(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - t0
+        if rc != 0:
+            raise SystemExit(f"[{row}] failed (exit {rc}); see {out / f'{row}.log'}")
+    else:  # a finished run whose row was not collected (the script was stopped after training)
+        common.log(f"[{row}] collecting the finished run in {folder}")
     res = json.loads((folder / "results.json").read_text())
     import snagkg
     opt = snagkg.evaluate(folder, split="test", ties="optimistic")
