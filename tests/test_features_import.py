@@ -338,3 +338,41 @@ def test_ambiguous_alias(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "could name several entities" in err and len(err.rstrip("\n").split("\n")) == 1
     assert not (d / "features").exists()
+
+
+# --------------------------------------------------------------------------- entity-alignment folders
+
+@pytest.mark.parametrize("layout", ["dbp15k", "openea"])
+def test_import_into_alignment_folder_rows_follow_entities(tmp_path, capsys, layout):
+    """`features import` on a DBP15K / OpenEA folder: rows in the unified id space, matched by URI."""
+    from snagkg.alignment.data import load_alignment_dataset
+    from snagkg.alignment.synthetic import write_synthetic_pair
+
+    folder = write_synthetic_pair(tmp_path / "pair", entities=40, seed=3, permute_ids=True, layout=layout)
+    pair = load_alignment_dataset(str(folder))
+    rng = np.random.default_rng(0)
+    vec = {uri: rng.standard_normal(6).astype(np.float32) for uri in pair.entities}
+    skipped = pair.entities[5]
+    del vec[skipped]  # one entity without an image: recorded as missing
+    src = tmp_path / "images.pt"
+    torch.save({uri: torch.from_numpy(v) for uri, v in vec.items()}, src)
+    assert main(["features", "import", "--dataset", str(folder), "--modality", "image", "--from", str(src)]) == 0, \
+        capsys.readouterr().err
+    pair = load_alignment_dataset(str(folder))
+    table = pair.features["image"]
+    for i, uri in enumerate(pair.entities):
+        if uri == skipped:
+            assert table.missing[i]
+        else:
+            assert not table.missing[i]
+            np.testing.assert_array_equal(table.values[i], vec[uri])
+
+
+def test_import_into_a_folder_of_no_known_layout(tmp_path, capsys):
+    d = tmp_path / "nothing"
+    d.mkdir()
+    src = tmp_path / "x.npy"
+    np.save(src, np.zeros((3, 2), np.float32))
+    assert main(["features", "import", "--dataset", str(d), "--modality", "image", "--from", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DBP15K or OpenEA" in err and not (d / "features").exists()

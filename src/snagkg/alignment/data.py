@@ -166,7 +166,7 @@ def _check_links(links: List[Tuple[int, int, int]], path: Path) -> np.ndarray:
     return np.asarray([(a, b) for a, b, _ in links], dtype=np.int64)
 
 
-def read_dbp15k(folder: Path, seed: int = 0) -> AlignmentPair:
+def read_dbp15k(folder: Path, seed: int = 0, features: bool = True) -> AlignmentPair:
     folder = Path(folder)
     _require(folder, DBP15K_FILES)
     seen: Dict[int, Tuple[str, int]] = {}
@@ -196,7 +196,7 @@ def read_dbp15k(folder: Path, seed: int = 0) -> AlignmentPair:
         name=folder.name, layout="dbp15k", entities=uris1 + uris2, source_ids=source_ids, num_left=num_left,
         triples=np.concatenate([t1, t2]), relations=relations, attributes=np.zeros((0, 2), dtype=np.int64),
         attribute_names=[], links=links)
-    pair.features = _load_features(folder, source_ids, seed)
+    pair.features = _load_features(folder, source_ids, seed) if features else {}
     return pair
 
 
@@ -216,7 +216,7 @@ def _read_uri_triples(path: Path) -> List[Tuple[str, str, str, int]]:
     return out
 
 
-def read_openea(folder: Path, seed: int = 0) -> AlignmentPair:
+def read_openea(folder: Path, seed: int = 0, features: bool = True) -> AlignmentPair:
     folder = Path(folder)
     _require(folder, OPENEA_FILES)
     rel_rows, attr_rows, ents = [], [], []
@@ -270,7 +270,7 @@ def read_openea(folder: Path, seed: int = 0) -> AlignmentPair:
         triples=np.asarray(triples, dtype=np.int64).reshape(-1, 3), relations=relations,
         attributes=np.asarray(attributes, dtype=np.int64).reshape(-1, 2), attribute_names=attribute_names,
         links=links)
-    pair.features = _load_features(folder, source_ids, seed)
+    pair.features = _load_features(folder, source_ids, seed) if features else {}
     return pair
 
 
@@ -301,15 +301,24 @@ def detect_layout(folder: Path) -> str:
                     "triples_2, ill_ent_ids) or OpenEA files (rel_triples_1, rel_triples_2, ent_links)", folder)
 
 
-def load_alignment_dataset(spec: str, seed: int = 0) -> AlignmentPair:
-    """Read the DBP15K- or OpenEA-layout folder ``spec``."""
+def load_alignment_dataset(spec: str, seed: int = 0, features: bool = True) -> AlignmentPair:
+    """Read the DBP15K- or OpenEA-layout folder ``spec`` (``features``: also its feature tables)."""
     folder = Path(spec)
     if not folder.exists():
         raise SnagError("dataset folder not found", folder)
     if not folder.is_dir():
         raise SnagError("dataset path is not a folder", folder)
     layout = detect_layout(folder)
-    return read_dbp15k(folder, seed) if layout == "dbp15k" else read_openea(folder, seed)
+    return (read_dbp15k if layout == "dbp15k" else read_openea)(folder, seed, features=features)
+
+
+def unified_names(pair: AlignmentPair) -> List[str]:
+    """Entity URIs indexed by the unified id space (the rows of ``features/<modality>.npy``);
+    ids used by neither graph get an empty name."""
+    names = [""] * (int(pair.source_ids.max()) + 1 if len(pair.source_ids) else 0)
+    for ident, uri in zip(pair.source_ids.tolist(), pair.entities):
+        names[ident] = uri
+    return names
 
 
 def split_links(links: np.ndarray, train_ratio: float, valid_ratio: float, seed: int

@@ -14,22 +14,36 @@ __all__ = ["RESERVED_MODALITIES", "FeatureSummary", "check_modality_name", "data
 _MODALITY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
-def dataset_folder(path) -> Path:
+def dataset_folder(path, alignment: bool = False) -> Path:
+    """Check ``path`` is an OpenKE dataset folder (``alignment``: or a DBP15K / OpenEA one)."""
     folder = Path(path)
     if not folder.exists():
         raise SnagError("dataset folder not found", folder)
     if not folder.is_dir():
         raise SnagError("dataset path is not a folder", folder)
     if not (folder / "entity2id.txt").exists():
+        if alignment:
+            from ..alignment.data import detect_layout
+            try:
+                detect_layout(folder)
+                return folder
+            except SnagError:
+                raise SnagError("neither an OpenKE dataset folder (entity2id.txt is missing) nor an "
+                                "entity-alignment folder (DBP15K or OpenEA layout)", folder) from None
         raise SnagError("not an OpenKE dataset folder: entity2id.txt is missing", folder / "entity2id.txt")
     return folder
 
 
 def read_entity_names(folder: Path) -> List[str]:
-    """``entity2id.txt`` as a list indexed by entity id (ids must be 0..N-1)."""
+    """Entity names indexed by feature-table row: ``entity2id.txt`` (ids must be 0..N-1),
+    or for an entity-alignment folder (DBP15K or OpenEA layout, no ``entity2id.txt``)
+    the URIs of both graphs in the unified id space its ``features/`` tables use."""
     from ..datasets.lines import read_name_ids
 
     path = Path(folder) / "entity2id.txt"
+    if not path.exists():  # an entity-alignment folder (checked by dataset_folder(..., alignment=True))
+        from ..alignment.data import load_alignment_dataset, unified_names
+        return unified_names(load_alignment_dataset(str(folder), features=False))
     names, ids = read_name_ids(path, with_count=True)
     out: List[str] = [""] * len(names)
     for name, ident in zip(names, ids.tolist()):

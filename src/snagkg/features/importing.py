@@ -372,7 +372,7 @@ def import_features(dataset, modality: str, source, output: Optional[str] = None
                     key: Optional[str] = None) -> FeatureSummary:
     """Convert ``source`` into ``<dataset>/features/<modality>.npy`` (+ ``.missing.txt``)."""
     check_modality_name(modality)
-    folder = dataset_folder(dataset)
+    folder = dataset_folder(dataset, alignment=True)
     out = output_path(folder, modality, output)
     if output is not None and out.stem != modality:
         raise SnagError(f"--output file is named {out.name!r} but --modality is {modality!r}; the loader takes "
