@@ -183,8 +183,10 @@ class RunConfig:
             raise ConfigValueError(f"ties must be 'realistic' or 'optimistic', got {self.ties!r}", "ties")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}", "device")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigValueError(f"precision must be fp32 or bf16, got {self.precision!r}", "precision")
+        from .kernels import PRECISIONS
+        if self.precision not in PRECISIONS:
+            raise ConfigValueError(f"precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}",
+                                   "precision")
         if not self.encoder.fusion:
             if self.task != "completion":
                 raise ConfigValueError("encoder.fusion false (no encoder) is available for the completion task only",

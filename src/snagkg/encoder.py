@@ -285,7 +285,6 @@ class NoFusion(nn.Module):
                              f"got {', '.join(modality_dims)}")
         self.modalities = ["structure"]
         self.hidden = modality_dims["structure"]
-        self.readout = Readout(self.modalities, self.hidden)
 
     @property
     def width(self) -> int:
