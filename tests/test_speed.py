@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import snagkg
 from snagkg import kernels
@@ -18,7 +19,7 @@ from snagkg.completion.loss import self_adversarial_loss
 from snagkg.completion.scorers import RotatE, SampledLoss, rotate_sampled_loss
 from snagkg.completion.task import CompletionTask
 from snagkg.datasets import read_openke
-from snagkg.encoder import ModalityEncoder
+from snagkg.encoder import FusionLayer, ModalityEncoder
 from snagkg.evaluation import FilterIndex, rank_triples
 
 
@@ -95,23 +96,47 @@ def _encoders(modalities, layers=1, ffn=False, readout="graph"):
     return enc, x
 
 
+def _full_masks(layer, keep, n, m, pos):
+    """The last layer's masks of ``draw_keeps(..., pos=pos)`` embedded in full-size masks."""
+    if keep is None:
+        return None
+    d = layer.out.out_features
+    full = [torch.ones(n, layer.heads, m, m, dtype=torch.bool), torch.ones(n, m, d, dtype=torch.bool)]
+    full[0][:, :, pos] = keep[0][:, :, 0]
+    full[1][:, pos] = keep[1]
+    if layer.ffn is not None:
+        full.append(torch.ones(n, m, d, dtype=torch.bool))
+        full[2][:, pos] = keep[2]
+    return tuple(full)
+
+
 @pytest.mark.parametrize("modalities,layers,ffn", [
     (["structure"], 1, False), (["structure", "image", "text"], 1, False), (["structure", "image", "text"], 2, True)])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_encoder_vectors_equal_forward_with_the_same_dropout(monkeypatch, modalities, layers, ffn, compiled):
+    """The readout-only path (the last layer for the structure token alone, through folded
+    attention weights) equals the full layer stack given the same dropout masks, with gradients."""
     monkeypatch.setattr(kernels, "COMPILE_MIN_ENCODER_WORK", 0 if compiled else 10**12)
     enc, x = _encoders(modalities, layers, ffn)
     w = torch.randn(200, 32)
+    n, m, pos = 200, len(modalities), enc.modalities.index("structure")
     for training in (True, False):
         enc.train(training)
         torch.manual_seed(5)
-        ref = enc(x).vector * 0.5
+        keeps = [layer.draw_keeps(n, m, x["structure"], pos if i == layers - 1 else None)
+                 for i, layer in enumerate(enc.layers)]
         after_ref = torch.rand(3)
+        h = torch.tanh(enc._tokens(x, None))
+        for layer, keep in zip(enc.layers[:-1], keeps[:-1]):
+            h, _ = layer.forward_with(h, keep)
+        ref = enc.layers[-1].forward_with(h, _full_masks(enc.layers[-1], keeps[-1], n, m, pos))[0][:, pos] * 0.5
+        if not training:
+            assert torch.allclose(enc(x).vector * 0.5, ref, atol=1e-6)
         torch.manual_seed(5)
         got = enc.vectors(x, scale=0.5)
         after_got = torch.rand(3)
         assert torch.equal(after_ref, after_got)  # the random stream is consumed alike
-        assert torch.allclose(got, ref, atol=1e-6)
+        assert torch.allclose(got, ref, atol=1e-5)
         params = list(enc.parameters()) + list(x.values())
         g_ref = torch.autograd.grad((ref * w).sum(), params, allow_unused=True)
         g_got = torch.autograd.grad((got * w).sum(), params, allow_unused=True)
@@ -120,6 +145,18 @@ def test_encoder_vectors_equal_forward_with_the_same_dropout(monkeypatch, modali
                 assert (a is None or not a.any()) and (b is None or not b.any())
             else:
                 assert torch.allclose(b, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+
+
+def test_one_token_attention_folds_the_weights_exactly():
+    """The folded single-token attention equals q/k/v attention in float64, biases included."""
+    torch.manual_seed(0)
+    layer = FusionLayer(32, heads=4, dropout=0.0).double().eval()
+    for p in layer.parameters():
+        nn.init.normal_(p)
+    x = torch.randn(50, 3, 32, dtype=torch.float64)
+    full, _ = layer(x)
+    for pos in range(3):
+        assert torch.allclose(layer.forward_with(x, None, pos), full[:, pos], atol=1e-9)
 
 
 def test_single_token_layer_matches_full_attention():
@@ -158,10 +195,13 @@ def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, 
             monkeypatch.setattr(kernels, name, 0)
     else:
         monkeypatch.setenv("SNAGKG_COMPILE", "0")
+    # Dropout off: the readout-only path draws the last layer's masks for the structure token
+    # alone, so its masks differ from a full forward's (that path is compared with the same
+    # masks in test_encoder_vectors_equal_forward_with_the_same_dropout).
     cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6,
-                                           "encoder.readout": readout})
+                                           "encoder.readout": readout, "encoder.dropout": 0.0})
     task = CompletionTask(read_openke(tiny_dataset), cfg)
-    task.model.train()  # dropout and the noise draw are on
+    task.model.train()  # the noise draw is on
     task.start_epoch(1, torch.Generator().manual_seed(1))
     batch = task.train_triples[:64]
     params = [p for p in task.model.parameters() if p.requires_grad]

@@ -64,20 +64,26 @@ class FusionLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim)) if ffn else None
         self.norm2 = nn.LayerNorm(dim) if ffn else None
 
-    def draw_keeps(self, n: int, m: int, like: torch.Tensor) -> Optional[Tuple[torch.Tensor, ...]]:
-        """The dropout masks of one :meth:`forward` on ``n x m`` tokens, or ``None`` in eval mode.
+    def draw_keeps(self, n: int, m: int, like: torch.Tensor,
+                   pos: Optional[int] = None) -> Optional[Tuple[torch.Tensor, ...]]:
+        """The dropout masks of one :meth:`forward_with` on ``n x m`` tokens, or ``None`` in eval mode.
 
         ``(attention [n, h, m, m], output [n, m, d][, ffn [n, m, d]])``, boolean keep masks
         (``rand >= p``: each element kept with probability ``1 - p``, as ``nn.Dropout`` keeps
         it, from the same global random stream; a boolean ``rand`` mask costs about a third
-        of ``bernoulli_`` on CPU). Drawing them first and applying them with
-        :meth:`forward_with` makes the layer a pure function of its inputs.
+        of ``bernoulli_`` on CPU). With ``pos`` (only token ``pos``'s output is computed), only
+        the masks that output uses: ``(attention row [n, h, 1, m], output [n, d][, ffn [n, d]])``.
+        Drawing them first and applying them with :meth:`forward_with` makes the layer a pure
+        function of its inputs.
         """
         p = self.drop.p
         if not self.drop.training or p == 0.0:
             return None
-        d = self.out.out_features
-        shapes = [(n, self.heads, m, m), (n, m, d)] + ([(n, m, d)] if self.ffn is not None else [])
+        d, h = self.out.out_features, self.heads
+        if pos is None:
+            shapes = [(n, h, m, m), (n, m, d)] + ([(n, m, d)] if self.ffn is not None else [])
+        else:
+            shapes = [(n, h, 1, m), (n, d)] + ([(n, d)] if self.ffn is not None else [])
         if p == 1.0:
             return tuple(torch.zeros(s, dtype=torch.bool, device=like.device) for s in shapes)
         return tuple(torch.rand(s, device=like.device) >= p for s in shapes)
@@ -96,9 +102,10 @@ class FusionLayer(nn.Module):
     def forward_with(self, x: torch.Tensor, keeps: Optional[Tuple[torch.Tensor, ...]], pos: Optional[int] = None):
         """:meth:`forward` with dropout masks from :meth:`draw_keeps` (a pure function of its inputs).
 
-        With ``pos``, only the output of token ``pos`` is computed and returned (``[n, d]``):
-        its query, attention row, output projection, norms and FFN (keys and values for all
-        tokens), equal to ``forward(x)[0][:, pos]`` up to float rounding.
+        With ``pos``, only the output of token ``pos`` is computed and returned (``[n, d]``),
+        with the masks of ``draw_keeps(..., pos=pos)``; it equals ``forward(x)[0][:, pos]`` up
+        to float rounding (and for the same masks on that token), at half the products: see
+        :meth:`_one_token`.
         """
         n, m, d = x.shape
         h, dh = self.heads, d // self.heads
@@ -111,25 +118,46 @@ class FusionLayer(nn.Module):
             # v is computed (a third of the qkv product) and the attention is a per-head scale.
             attn = x.new_ones(n, h, 1, 1)
             v = F.linear(x, w[2 * d:], b[2 * d:])  # [n, 1, d]
-            ctx = (self._drop(attn, k_attn).view(n, 1, h, 1) * v.view(n, 1, h, dh)).view(n, 1, d)
-        elif pos is None:
+            ctx = self.out((self._drop(attn, k_attn).view(n, 1, h, 1) * v.view(n, 1, h, dh)).view(n, 1, d))
+            if pos is not None:
+                x, ctx = x[:, 0], ctx[:, 0]
+        elif pos is not None:
+            x, ctx = x[:, pos], self._one_token(x, pos, k_attn)
+        else:
             q, k, v = self.qkv(x).view(n, m, 3, h, dh).permute(2, 0, 3, 1, 4)  # 3 x [n, h, m, dh]
             attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)  # [n, h, m, m]
-            ctx = (self._drop(attn, k_attn) @ v).transpose(1, 2).reshape(n, m, d)
-        else:
-            q = F.linear(x[:, pos], w[:d], b[:d]).view(n, h, 1, dh)
-            k, v = F.linear(x, w[d:], b[d:]).view(n, m, 2, h, dh).permute(2, 0, 3, 1, 4)  # 2 x [n, h, m, dh]
-            row = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), dim=-1)  # [n, h, 1, m]
-            keep = None if k_attn is None else k_attn[:, :, pos:pos + 1]
-            ctx = (self._drop(row, keep) @ v).reshape(n, 1, d)
-        if pos is not None:
-            x, ctx = x[:, pos], ctx[:, 0]
-            k_out = None if k_out is None else k_out[:, pos]
-            k_ffn = None if k_ffn is None else k_ffn[:, pos]
-        y = self.norm1(x + self._drop(self.out(ctx), k_out))
+            ctx = self.out((self._drop(attn, k_attn) @ v).transpose(1, 2).reshape(n, m, d))
+        y = self.norm1(x + self._drop(ctx, k_out))
         if self.ffn is not None:
             y = self.norm2(y + self._drop(self.ffn(y), k_ffn))
         return y if pos is not None else (y, attn)
+
+    def _one_token(self, x: torch.Tensor, pos: int, keep: Optional[torch.Tensor]) -> torch.Tensor:
+        """The attention block's output for token ``pos`` alone, ``out(attention(x)[:, pos])`` ``[n, d]``.
+
+        Per head ``e``, with ``W_q^e, W_k^e, W_v^e`` the head's rows of the q/k/v weights and
+        ``W_o^e`` its columns of the output weight: the score of token ``j`` is
+        ``q^e . k_j^e = x_pos (W_q^e' W_k^e) x_j' + (b_q^e W_k^e) x_j' + (terms equal for every
+        j, which the softmax cancels)``, and the output is
+        ``sum_e (sum_j a_j^e x_j) (W_o^e W_v^e)' + (sum_j a_j^e) W_o^e b_v^e + b_o``. The
+        ``d x d`` products of weights are formed once per call, so the entities need two
+        ``[n, d] x [d, h d]``-sized products instead of q, k and v for every token and the output
+        projection (half the multiply-adds), and no k or v is ever stored.
+        """
+        n, m, d = x.shape
+        h, dh = self.heads, d // self.heads
+        w, b = self.qkv.weight, self.qkv.bias
+        wq, wk, wv = w[:d].view(h, dh, d), w[d:2 * d].view(h, dh, d), w[2 * d:].view(h, dh, d)
+        wo = self.out.weight.view(d, h, dh).transpose(0, 1)  # [h, d, dh]
+        fold_q = (wk.transpose(1, 2) @ wq).reshape(h * d, d)  # rows e*d..: W_k^e' W_q^e
+        fold_b = (b[:d].view(h, 1, dh) @ wk).reshape(h * d)
+        fold_o = (wo @ wv).transpose(0, 1).reshape(d, h * d)  # columns e*d..: W_o^e W_v^e
+        bias_o = (wo @ b[2 * d:].view(h, dh, 1)).view(h, d)
+        qt = F.linear(x[:, pos], fold_q, fold_b).view(n, h, 1, d)
+        row = torch.softmax((qt * x.unsqueeze(1)).sum(-1) / math.sqrt(dh), dim=-1)  # [n, h, m]
+        row = self._drop(row, None if keep is None else keep.view(n, h, m))
+        mixed = (row.unsqueeze(-1) * x.unsqueeze(1)).sum(2)  # [n, h, d]: sum_j a_j x_j per head
+        return F.linear(mixed.reshape(n, h * d), fold_o, self.out.bias) + row.sum(-1).to(bias_o.dtype) @ bias_o
 
 
 class Readout(nn.Module):
@@ -243,8 +271,9 @@ class ModalityEncoder(nn.Module):
 
         With the ``graph`` readout the last fusion layer runs for the structure token
         alone and the modality weights are not computed. The dropout masks are drawn
-        first, exactly as :meth:`forward` draws them, and the rest is one pure function,
-        compiled into fused kernels for large tables (``SNAGKG_COMPILE=0``: eager).
+        first (those of the earlier layers as :meth:`forward` draws them, the last layer's
+        only for the structure token), and the rest is one pure function, compiled into
+        fused kernels for large tables (``SNAGKG_COMPILE=0``: eager).
         Other readouts use :meth:`forward`.
         """
         if type(self.readout) is not GraphReadout or "structure" not in self.modalities:
@@ -252,7 +281,9 @@ class ModalityEncoder(nn.Module):
         x = next(iter(inputs.values()))
         n, m = (x.shape[0] if index is None else index.shape[0]), len(self.modalities)
         like = self.layers[0].out.weight
-        keeps = [layer.draw_keeps(n, m, like) for layer in self.layers]
+        pos = self.modalities.index("structure")
+        last = len(self.layers) - 1
+        keeps = [layer.draw_keeps(n, m, like, pos if i == last else None) for i, layer in enumerate(self.layers)]
         compiled = kernels.use_compiled_encoder(n, self.hidden * len(self.modalities))
         return _vector_kernel(self, inputs, index, keeps, float(scale), compiled=compiled)
 

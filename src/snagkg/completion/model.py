@@ -23,6 +23,7 @@ class CompletionModel(nn.Module):
         enc, noise, comp = cfg.encoder, cfg.noise, cfg.completion
         self.modalities: List[str] = list(modalities)
         self.num_entities = num_entities
+        self._frozen: Dict[tuple, torch.Tensor] = {}  # see inputs()
         k = enc.hidden // 2
         rng = (comp.margin + 2.0) / k
         self.entity = nn.Parameter(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
@@ -52,16 +53,35 @@ class CompletionModel(nn.Module):
         for m in self.modalities:
             t = self.table(m)
             self.noise[m].refresh(t.shape[0], t.shape[1], generator)
+        self._frozen.clear()
 
-    def inputs(self) -> Dict[str, torch.Tensor]:
-        """Every modality table, with GMNM applied in training mode."""
+    def train(self, mode: bool = True):
+        self._frozen.clear()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._frozen.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def inputs(self, dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
+        """Every modality table, with GMNM applied in training mode.
+
+        The frozen tables (every modality but the trainable structure embedding) are the
+        same from one step to the next until the noise is drawn again (once per epoch), so
+        each is blended, and cast to ``dtype`` when given, once per draw and reused.
+        """
         out = {}
         for m in self.modalities:
             x = self.table(m)
             if m == "structure":  # mu, sigma recomputed from the current embedding table
                 out[m] = self.noise[m](x)
-            else:
-                out[m] = self.noise[m](x, mean=getattr(self, f"mean_{m}"), std=getattr(self, f"std_{m}"))
+                continue
+            key = (m, dtype, self.noise[m].active)
+            if key not in self._frozen:
+                with torch.no_grad():
+                    y = self.noise[m](x, mean=getattr(self, f"mean_{m}"), std=getattr(self, f"std_{m}"))
+                    self._frozen[key] = y if dtype is None else y.to(dtype)
+            out[m] = self._frozen[key]
         return out
 
     def fuse(self, index: Optional[torch.Tensor] = None) -> Fused:

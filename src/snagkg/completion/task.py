@@ -11,7 +11,7 @@ from ..config import RunConfig
 from ..datasets.graph import KnowledgeGraph
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
-from ..kernels import autocast, fused_optimizer
+from ..kernels import PRECISIONS, autocast, fused_optimizer
 from .loss import self_adversarial_loss
 from .model import CompletionModel
 from .sampler import BernoulliNegativeSampler
@@ -91,7 +91,7 @@ class CompletionTask:
         needs), in the run's precision; float32 out."""
         m = self.model
         with autocast(self.device, self.cfg.precision):
-            vecs = m.encoder.vectors(m.inputs(), scale=m.output_scale)
+            vecs = m.encoder.vectors(m.inputs(PRECISIONS[self.cfg.precision]), scale=m.output_scale)
         return vecs.float()
 
     # -- evaluation --------------------------------------------------------
