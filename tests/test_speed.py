@@ -292,3 +292,34 @@ def test_shared_queries_are_ranked_like_separate_ones(chunk, ties):
                 expected.append(1 + better if ties == "optimistic" else 1 + better + equal / 2)
         got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
     assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_noised_frozen_tables_are_built_once_per_noise_draw(tiny_dataset):
+    """The frozen feature tables are blended once per draw and reused; a new draw, eval
+    mode or another dtype gives the matching table, never a stale one."""
+    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16,
+                                           "noise.ratio": 0.5, "noise.mask": 0.7})
+    task = CompletionTask(read_openke(tiny_dataset), cfg)
+    model = task.model
+    frozen = [m for m in model.modalities if m != "structure"]
+    assert frozen
+    model.train()
+    model.refresh_noise(torch.Generator().manual_seed(1))
+    first = model.inputs()
+    again = model.inputs()
+    for m in frozen:
+        assert again[m] is first[m]  # reused, not re-blended
+        noise = model.noise[m]
+        expect = noise(model.table(m), mean=getattr(model, f"mean_{m}"), std=getattr(model, f"std_{m}"))
+        assert torch.equal(first[m], expect)
+        assert not torch.equal(first[m], model.table(m))  # the noise is on
+        assert torch.equal(model.inputs(torch.bfloat16)[m], expect.to(torch.bfloat16))
+    model.refresh_noise(torch.Generator().manual_seed(2))
+    second = model.inputs()
+    for m in frozen:
+        assert not torch.equal(second[m], first[m])  # a new draw, a new table
+    model.eval()
+    for m, x in model.inputs().items():
+        assert torch.equal(x, model.table(m))  # no noise in eval mode
+    model.train()
+    assert all(torch.equal(model.inputs()[m], second[m]) for m in frozen)
