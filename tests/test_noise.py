@@ -82,3 +82,22 @@ def test_rejects_out_of_range(ratio, mask):
 def test_blend_with_no_rows_is_identity():
     x = table(n=10, d=2)
     assert blend(x, torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), 0.7, x.mean(0), x.std(0)) is x
+
+
+def test_blend_gradient_scales_the_noised_rows_only():
+    """The blend's gradient: 1 on kept rows, (1 - mask) on noised rows (gradcheck in float64)."""
+    torch.manual_seed(0)
+    x = torch.randn(60, 5, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([0, 9, 31, 59])
+    z = torch.randn(4, 5, dtype=torch.float64)
+    mean, std = x.detach().mean(0), x.detach().std(0)
+    assert torch.autograd.gradcheck(lambda t: blend(t, rows, z, 0.7, mean, std), (x,))
+    (g,) = torch.autograd.grad(blend(x, rows, z, 0.7, mean, std).sum(), x)
+    expect = torch.ones_like(g)
+    expect[rows] = 0.3
+    assert torch.allclose(g, expect)
+    y = blend(x, rows, z, 0.7, mean, std)
+    keep = torch.ones(60, dtype=torch.bool)
+    keep[rows] = False
+    assert torch.equal(y[keep], x[keep])
+    assert torch.allclose(y[rows], 0.3 * x[rows] + 0.7 * (z * std + mean))

@@ -46,13 +46,39 @@ def _check(ratio: float, mask: float) -> None:
         raise ValueError(f"mask ratio must be in [0, 1], got {mask}")
 
 
+class _Blend(torch.autograd.Function):
+    """``x`` with ``rows`` replaced by ``noised``; the gradient is ``grad`` with those rows times
+    ``1 - mask`` (one copy of the table each way: the generic ``index_copy`` / ``index_select``
+    backward makes three full-size passes to get the same)."""
+
+    @staticmethod
+    def forward(ctx, x, rows, noised, mask):
+        ctx.save_for_backward(rows)
+        ctx.keep = 1.0 - mask
+        return x.index_copy(0, rows, noised)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        g = grad.clone()
+        g.index_copy_(0, rows, grad.index_select(0, rows) * ctx.keep)
+        return g, None, None, None
+
+
 def blend(x: torch.Tensor, rows: torch.Tensor, z: torch.Tensor, mask: float,
           mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Replace ``x[rows]`` by ``(1 - mask) x[rows] + mask (std * z + mean)``; differentiable in ``x``."""
+    """Replace ``x[rows]`` by ``(1 - mask) x[rows] + mask (std * z + mean)``.
+
+    Differentiable in ``x``; ``mean`` and ``std`` are constants (GMNM takes them from the
+    detached table or from stored statistics).
+    """
     if rows.numel() == 0 or mask == 0.0:
         return x
-    noised = (1.0 - mask) * x.index_select(0, rows) + mask * (z * std + mean)
-    return x.index_copy(0, rows, noised.to(x.dtype))
+    with torch.no_grad():
+        noised = ((1.0 - mask) * x.index_select(0, rows) + mask * (z * std + mean)).to(x.dtype)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return x.index_copy(0, rows, noised)
+    return _Blend.apply(x, rows, noised, mask)
 
 
 def gauss_modality_noise(
