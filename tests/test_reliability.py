@@ -163,6 +163,45 @@ def test_full_disk_during_training_is_one_line_and_keeps_previous_checkpoint(tin
     assert res["epochs_run"] == 3
 
 
+@pytest.mark.parametrize("how", ["loss", "parameter"])
+def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(tiny, cfg_file, tmp_path, capsys, monkeypatch,
+                                                                  how):
+    """A non-finite loss, or a parameter that became non-finite during an epoch (a finite loss
+    with a nan gradient), stops training with one line before any checkpoint holds it."""
+    from snagkg.completion.task import CompletionTask
+    out = tmp_path / "run"
+    step, start, epochs = CompletionTask.step, CompletionTask.start_epoch, []
+
+    def start_epoch(self, epoch, generator):
+        epochs.append(epoch)
+        return start(self, epoch, generator)
+
+    def step_going_bad(self, batch, generator):
+        loss = step(self, batch, generator)
+        if epochs[-1] >= 2:
+            if how == "loss":
+                return loss * float("nan")
+            with torch.no_grad():
+                self.model.entity[0, 0] = float("nan")
+        return loss
+
+    monkeypatch.setattr(CompletionTask, "step", step_going_bad)
+    monkeypatch.setattr(CompletionTask, "start_epoch", start_epoch)
+    code, _, err = run_main(["train", "--dataset", tiny, "--output", out, "--config", cfg_file, "--epochs", "4",
+                             "--no-progress"], capsys)
+    monkeypatch.undo()
+    assert code == 2, err
+    msg = assert_one_error(err, path=out, fragment="training diverged at epoch", only_line=False)
+    assert "lower --lr" in msg
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["state"]["epoch"] >= 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (out / "results.json").exists() and not (out / ".lock").exists()
+    code, _, err = run_main(["train", "--output", out, "--resume", "--no-progress"], capsys)
+    assert code == 0, err  # the kept checkpoint resumes
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 4
+
+
 def test_unwritable_output_is_one_line_error(tiny, cfg_file, tmp_path, capsys, monkeypatch):
     """A folder we may not write to (simulated: tests run as root) fails cleanly before any file appears."""
     out = tmp_path / "run"

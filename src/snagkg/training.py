@@ -169,7 +169,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss = task.step(batch, gen)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"training diverged at epoch {epoch}: loss is {float(loss)}")
+                raise self._diverged(epoch, f"the loss is {float(loss.detach())}")
             loss.backward()
             if self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip)
@@ -182,7 +182,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if bar is not None:
             bar.close()
+        if not all(bool(torch.isfinite(p).all()) for p in task.model.parameters()):
+            raise self._diverged(epoch, "a parameter is not finite")  # before any checkpoint holds it
         return sum(losses) / max(1, len(losses))
+
+    def _diverged(self, epoch: int, what: str) -> SnagError:
+        st = self.state
+        kept = "the last checkpoint.pt" if st.epoch else "no checkpoint"
+        best = f" and best.pt (epoch {st.best_epoch})" if st.best_epoch else ""
+        return SnagError(f"training diverged at epoch {epoch}: {what}; kept {kept}{best}; "
+                         f"try a lower --lr (or --precision fp32)", self.folder)
 
     def fit(self) -> TrainState:
         st = self.state

@@ -19,6 +19,10 @@ from .loss import self_adversarial_loss
 SCORERS: "Registry[type]" = Registry("scorer")
 
 
+#: below this squared modulus a complex coordinate counts as 0 (its gradient is 0, not nan)
+TINY = 1e-30
+
+
 def complex_l1(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """``sum_k |q_k - e_k|`` over complex coordinates stored as ``[re..., im...]``.
 
@@ -27,7 +31,10 @@ def complex_l1(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     k = q.shape[-1] // 2
     d_re = q[..., :k] - e[..., :k]
     d_im = q[..., k:] - e[..., k:]
-    return torch.sqrt(d_re * d_re + d_im * d_im).sum(dim=-1)
+    # clamp: |z| is not differentiable at z = 0 and sqrt's gradient there is inf (inf * 0 = nan);
+    # below the clamp the gradient is 0, the subgradient of |z| at 0
+    return torch.sqrt((d_re * d_re + d_im * d_im).clamp_min(TINY)).sum(dim=-1)
+
 
 
 def _rotate(a: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -90,7 +97,8 @@ def _unit(z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     kernel writes the result in one pass without intermediate buffers.
     """
     re, im = z[..., 0, :], z[..., 1, :]
-    w = scale / torch.sqrt(re * re + im * im)
+    # z = 0 (a self-loop (e, r, e) once r's phase is near 0, or q equal to e): gradient 0, not nan
+    w = scale * torch.rsqrt((re * re + im * im).clamp_min(TINY))
     return torch.stack([re * w, im * w], dim=-2)
 
 
