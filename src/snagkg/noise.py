@@ -26,7 +26,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -153,6 +153,32 @@ class ModalityNoise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, mask={self.mask}"
+
+
+class NoisedTables:
+    """A model's frozen feature tables with their :class:`ModalityNoise` applied, built once
+    per noise draw (the draw changes only on ``refresh``) and reused by every step until
+    :meth:`clear` (call it after each refresh and after moving the model to another device).
+
+    Outside training (noise inactive) the table itself is returned, cast to ``dtype`` when given.
+    """
+
+    def __init__(self) -> None:
+        self._tables: Dict[Tuple[str, Optional[torch.dtype]], torch.Tensor] = {}
+
+    def clear(self) -> None:
+        self._tables.clear()
+
+    def get(self, name: str, noise: ModalityNoise, table: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+            dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        if not noise.active:
+            return table if dtype is None else table.to(dtype)
+        key = (name, dtype)
+        if key not in self._tables:
+            with torch.no_grad():
+                y = noise(table, mean=mean, std=std)
+                self._tables[key] = y if dtype is None else y.to(dtype)
+        return self._tables[key]
 
 
 def modality_noises(modalities, ratio: float, mask: float, structure_scale: float = 1.0) -> nn.ModuleDict:

@@ -23,7 +23,7 @@ from torch import nn
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder
 from ..features.tables import FeatureTable, register_buffers
-from ..noise import modality_noises
+from ..noise import NoisedTables, modality_noises
 from .gat import GAT, EdgeIndex
 from .loss import UncertaintyWeighting, icl_loss
 
@@ -34,6 +34,7 @@ class AlignmentModel(nn.Module):
     def __init__(self, num_entities: int, edges: EdgeIndex, tables: Dict[str, FeatureTable],
                  modalities: Sequence[str], cfg: RunConfig):
         super().__init__()
+        self._noised = NoisedTables()  # see _frozen()
         enc, noise, al = cfg.encoder, cfg.noise, cfg.alignment
         self.modalities: List[str] = list(modalities)
         self.num_entities = num_entities
@@ -71,7 +72,7 @@ class AlignmentModel(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
-        self._noised = {}
+        self._noised.clear()
         dev = self.added_links.device
         if self.edges.src.device != dev:
             self.edges.to(dev)
@@ -84,17 +85,10 @@ class AlignmentModel(nn.Module):
         for m in self.modalities:
             t = self.table(m)
             self.noise[m].refresh(t.shape[0], t.shape[1], generator)
-        self._noised = {}  # frozen tables are noised once per draw, not once per step
+        self._noised.clear()  # frozen tables are noised once per draw, not once per step
 
     def _frozen(self, m: str) -> torch.Tensor:
-        if not self.noise[m].active:
-            return self.table(m)
-        cache = getattr(self, "_noised", None)
-        if cache is None:
-            cache = self._noised = {}
-        if m not in cache:
-            cache[m] = self.noise[m](self.table(m), mean=getattr(self, f"mean_{m}"), std=getattr(self, f"std_{m}"))
-        return cache[m]
+        return self._noised.get(m, self.noise[m], self.table(m), getattr(self, f"mean_{m}"), getattr(self, f"std_{m}"))
 
     # -- forward ----------------------------------------------------------------
     def structure(self) -> torch.Tensor:

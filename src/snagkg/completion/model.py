@@ -12,7 +12,7 @@ from torch import nn
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder, NoFusion
 from ..features.tables import FeatureTable, register_buffers
-from ..noise import modality_noises
+from ..noise import NoisedTables, modality_noises
 from .scorers import SCORERS
 
 
@@ -23,7 +23,7 @@ class CompletionModel(nn.Module):
         enc, noise, comp = cfg.encoder, cfg.noise, cfg.completion
         self.modalities: List[str] = list(modalities)
         self.num_entities = num_entities
-        self._frozen: Dict[tuple, torch.Tensor] = {}  # see inputs()
+        self._noised = NoisedTables()  # see inputs()
         k = enc.hidden // 2
         rng = (comp.margin + 2.0) / k
         self.entity = nn.Parameter(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
@@ -53,14 +53,10 @@ class CompletionModel(nn.Module):
         for m in self.modalities:
             t = self.table(m)
             self.noise[m].refresh(t.shape[0], t.shape[1], generator)
-        self._frozen.clear()
-
-    def train(self, mode: bool = True):
-        self._frozen.clear()
-        return super().train(mode)
+        self._noised.clear()
 
     def _apply(self, fn, *args, **kwargs):
-        self._frozen.clear()
+        self._noised.clear()
         return super()._apply(fn, *args, **kwargs)
 
     def inputs(self, dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
@@ -76,12 +72,8 @@ class CompletionModel(nn.Module):
             if m == "structure":  # mu, sigma recomputed from the current embedding table
                 out[m] = self.noise[m](x)
                 continue
-            key = (m, dtype, self.noise[m].active)
-            if key not in self._frozen:
-                with torch.no_grad():
-                    y = self.noise[m](x, mean=getattr(self, f"mean_{m}"), std=getattr(self, f"std_{m}"))
-                    self._frozen[key] = y if dtype is None else y.to(dtype)
-            out[m] = self._frozen[key]
+            out[m] = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"), getattr(self, f"std_{m}"),
+                                      dtype)
         return out
 
     def fuse(self, index: Optional[torch.Tensor] = None) -> Fused:

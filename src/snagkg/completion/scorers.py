@@ -36,7 +36,6 @@ def complex_l1(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((d_re * d_re + d_im * d_im).clamp_min(TINY)).sum(dim=-1)
 
 
-
 def _rotate(a: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     k = a.shape[-1] // 2
     a_re, a_im = a[..., :k], a[..., k:]
