@@ -19,6 +19,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=25)
     ap.add_argument("--no-fusion", action="store_true", help="plain RotatE (encoder.fusion false)")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--projection-activation", default="none", choices=("none", "gelu"),
+                    help="between the preset's two projection layers (gelu: runs saved before the option)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import snagkg
@@ -28,7 +30,9 @@ def main() -> None:
     cfg = snagkg.resolve_config(preset="db15k", overrides={"dataset": args.dataset, "encoder.hidden": 256,
                                                            "modalities": args.modalities.split(","),
                                                            "encoder.fusion": not args.no_fusion,
-                                                           "precision": args.precision})
+                                                           "precision": args.precision,
+                                                           "encoder.projection_activation":
+                                                               args.projection_activation})
     task = CompletionTask(read_openke(args.dataset), cfg)
     opt, _ = task.make_optimizer()
     gen = torch.Generator().manual_seed(0)

@@ -54,3 +54,20 @@ def test_out_of_range(override, text):
 def test_unknown_preset():
     with pytest.raises(SnagError, match="did you mean 'db15k'"):
         C.resolve(preset="db15")
+
+
+def test_projection_activation_default_and_saved_runs_before_it(tmp_path):
+    """New runs stack projections linearly; a run saved before the option keeps its GELU."""
+    cfg = C.resolve(preset="db15k")
+    assert cfg.encoder.projection_activation == "none"
+    p = tmp_path / "config.yaml"
+    p.write_text(C.dump(cfg))
+    assert C.load_run_config(p).encoder.projection_activation == "none"
+    old = C.dump(cfg).replace("  projection_activation: none\n", "")
+    assert "projection_activation" not in old
+    p.write_text(old)
+    assert C.load_run_config(p).encoder.projection_activation == "gelu"
+    p.write_text(C.dump(C.resolve(preset="mkg-w")).replace("  projection_activation: none\n", ""))
+    assert C.load_run_config(p).encoder.projection_activation == "none"  # one layer: nothing to keep
+    with pytest.raises(SnagError, match="projection_activation"):
+        C.resolve(overrides={"encoder.projection_activation": "relu"})

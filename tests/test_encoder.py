@@ -43,3 +43,35 @@ def test_index_selects_rows():
 def test_registry_reports_unknown_names():
     with pytest.raises(KeyError, match="did you mean 'mean'"):
         READOUTS.get("maen")
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_linear_projection_chain_is_folded_exactly(layers):
+    """activation "none": one product with the folded weight, same value and gradients as the chain."""
+    from snagkg.encoder import Projection
+    torch.manual_seed(1)
+    p = Projection(5, 4, layers, "none").double()
+    assert p.folded
+    x = torch.randn(7, 5, dtype=torch.float64)
+    out = p(x)
+    chain = x
+    for lin in list(p)[::2]:
+        chain = lin(chain)
+    assert torch.allclose(out, chain, atol=1e-12)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, list(p.parameters()), g)
+    want = torch.autograd.grad(chain, list(p.parameters()), g)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_gelu_projection_keeps_parameter_names_and_differs():
+    from snagkg.encoder import Projection
+    torch.manual_seed(2)
+    lin, gelu = Projection(5, 4, 2, "none"), Projection(5, 4, 2, "gelu")
+    assert list(lin.state_dict()) == list(gelu.state_dict())  # old checkpoints load into either
+    gelu.load_state_dict(lin.state_dict())
+    x = torch.randn(3, 5)
+    assert not gelu.folded and not torch.allclose(lin(x), gelu(x))
+    with pytest.raises(ValueError, match="activation"):
+        Projection(5, 4, 2, "relu")

@@ -29,10 +29,16 @@ class ConfigValueError(ValueError):
         self.keys = keys
 
 
+PROJECTION_ACTIVATIONS = ("none", "gelu")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     hidden: int = 256               # d = 2k: RotatE works on k = hidden / 2 complex numbers
     projection_layers: int = 1
+    # between stacked projection layers: "none" (SPEC: a linear projection, as in the published
+    # code; folded into one product at run time) or "gelu" (runs saved before this option)
+    projection_activation: str = "none"
     heads: int = 2
     layers: int = 1
     dropout: float = 0.1
@@ -51,6 +57,10 @@ class EncoderConfig:
                                    "encoder.hidden", "encoder.heads")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigValueError(f"encoder.dropout must be in [0, 1), got {self.dropout}", "encoder.dropout")
+        if self.projection_activation not in PROJECTION_ACTIVATIONS:
+            raise ConfigValueError(f"encoder.projection_activation must be one of "
+                                   f"{', '.join(PROJECTION_ACTIVATIONS)}, got {self.projection_activation!r}",
+                                   "encoder.projection_activation")
         from .encoder import READOUTS
         if self.readout not in READOUTS:
             raise ConfigValueError(f"encoder.readout {self.readout!r} is not one of {', '.join(READOUTS.names())}",
@@ -496,6 +506,15 @@ def from_dict(data: Dict[str, Any], source: str = "config.yaml") -> RunConfig:
 
 
 def load_run_config(path: Path) -> RunConfig:
+    """The resolved config saved with a run.
+
+    Runs saved before ``encoder.projection_activation`` existed put a GELU between stacked
+    projection layers: a saved config without the key that stacks layers keeps that, so
+    those runs load and evaluate as they were trained (one layer: nothing to keep).
+    """
     data, lines = _read_yaml(Path(path))
+    enc = data.get("encoder") if isinstance(data, dict) else None
+    if isinstance(enc, dict) and "projection_activation" not in enc and enc.get("projection_layers", 1) != 1:
+        data["encoder"] = {**enc, "projection_activation": "gelu"}
     cfg = apply_mapping(RunConfig(), data, str(path), lines)
     return _checked(cfg, [(str(path), data, lines)], path)

@@ -53,7 +53,8 @@ class AlignmentModel(nn.Module):
         dims = {m: dims[m] for m in self.modalities}
         self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
                                        heads=enc.heads, layers=enc.layers, dropout=enc.dropout, ffn=enc.ffn,
-                                       tanh=enc.tanh, readout="global_weighted")
+                                       tanh=enc.tanh, readout="global_weighted",
+                                       projection_activation=enc.projection_activation)
         self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
         # one uncertainty weight per modality term: projected token and fusion output of each modality
         self.uncertainty = UncertaintyWeighting(2 * len(self.modalities))

@@ -36,7 +36,8 @@ class CompletionModel(nn.Module):
         if enc.fusion:
             self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
                                            heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
-                                           ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout)
+                                           ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout,
+                                           projection_activation=enc.projection_activation)
         else:  # plain RotatE on the structure embedding (with GMNM, when on)
             self.encoder = NoFusion(dims)
         self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
