@@ -20,3 +20,29 @@ def test_training_step_equals_naive_scoring(tiny_dataset):
         negs = sc.score(v[neg[..., 0]], neg[..., 1], v[neg[..., 2]])
         ref = self_adversarial_loss(pos, negs, mask, 2.0)
     assert torch.allclose(loss.detach(), ref, atol=1e-5)
+
+
+def _first_step_moves(tiny_dataset, scale):
+    overrides = {"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6, "train.lr": 1e-3}
+    if scale is not None:
+        overrides["completion.embedding_lr_scale"] = scale
+    task = CompletionTask(read_openke(tiny_dataset), snagkg.resolve_config(overrides=overrides))
+    task.model.eval()
+    opt, _ = task.make_optimizer()
+    before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
+    task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
+    opt.step()
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in task.model.named_parameters()}
+    return opt, moved
+
+
+def test_embedding_lr_scale_speeds_up_the_structure_table_only(tiny_dataset):
+    """Adam's first step moves each parameter by about its lr: the entity table by lr * scale."""
+    opt, moved = _first_step_moves(tiny_dataset, None)
+    assert len(opt.param_groups) == 1  # the default keeps one group (older checkpoints resume)
+    assert abs(moved["entity"] - 1e-3) < 1e-4
+    opt, moved = _first_step_moves(tiny_dataset, 4.0)
+    assert [g["lr"] for g in opt.param_groups] == [4e-3, 1e-3]
+    assert abs(moved["entity"] - 4e-3) < 4e-4
+    others = [v for n, v in moved.items() if n != "entity" and v > 0]
+    assert others and max(others) < 1.1e-3

@@ -32,6 +32,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "train.eval_every": a.eval_every, "train.patience": a.patience,
         "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
+        "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
     }
     if getattr(a, "no_fusion", False):
         o["encoder.fusion"] = False
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML file overriding the preset")
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float)
+    t.add_argument("--embedding-lr-scale", type=float,
+                   help="completion: learning rate of the structure embedding table as a multiple of --lr")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-every", type=int)
     t.add_argument("--patience", type=int)

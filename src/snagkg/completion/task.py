@@ -54,8 +54,12 @@ class CompletionTask:
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
-        opt = fused_optimizer(torch.optim.Adam, self.model.parameters(), lr=self.cfg.train.lr,
-                              weight_decay=self.cfg.train.weight_decay)
+        lr, scale = self.cfg.train.lr, self.cfg.completion.embedding_lr_scale
+        params = self.model.parameters()
+        if scale != 1.0:  # one group per learning rate (one group otherwise: older checkpoints resume)
+            rest = [p for p in self.model.parameters() if p is not self.model.entity]
+            params = [{"params": [self.model.entity], "lr": lr * scale}, {"params": rest}]
+        opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=self.cfg.train.weight_decay)
         return opt, None
 
     def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
