@@ -22,10 +22,12 @@ def test_training_step_equals_naive_scoring(tiny_dataset):
     assert torch.allclose(loss.detach(), ref, atol=1e-5)
 
 
-def _first_step_moves(tiny_dataset, scale):
+def _first_step_moves(tiny_dataset, scale, encoder_scale=None):
     overrides = {"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6, "train.lr": 1e-3}
     if scale is not None:
         overrides["completion.embedding_lr_scale"] = scale
+    if encoder_scale is not None:
+        overrides["completion.encoder_lr_scale"] = encoder_scale
     task = CompletionTask(read_openke(tiny_dataset), snagkg.resolve_config(overrides=overrides))
     task.model.eval()
     opt, _ = task.make_optimizer()
@@ -42,7 +44,16 @@ def test_embedding_lr_scale_speeds_up_the_structure_table_only(tiny_dataset):
     assert len(opt.param_groups) == 1  # the default keeps one group (older checkpoints resume)
     assert abs(moved["entity"] - 1e-3) < 1e-4
     opt, moved = _first_step_moves(tiny_dataset, 4.0)
-    assert [g["lr"] for g in opt.param_groups] == [4e-3, 1e-3]
+    assert [g["lr"] for g in opt.param_groups] == [4e-3, 1e-3, 1e-3]
     assert abs(moved["entity"] - 4e-3) < 4e-4
     others = [v for n, v in moved.items() if n != "entity" and v > 0]
     assert others and max(others) < 1.1e-3
+
+
+def test_encoder_lr_scale_slows_down_the_encoder_only(tiny_dataset):
+    opt, moved = _first_step_moves(tiny_dataset, None, 0.1)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4, 1e-3]
+    enc = [v for n, v in moved.items() if n.startswith("encoder.") and v > 0]
+    rest = [v for n, v in moved.items() if not n.startswith("encoder.") and v > 0]
+    assert enc and max(enc) < 1.1e-4
+    assert abs(moved["entity"] - 1e-3) < 1e-4 and max(rest) > 9e-4

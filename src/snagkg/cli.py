@@ -33,6 +33,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
         "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
+        "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
     }
     if getattr(a, "no_fusion", False):
         o["encoder.fusion"] = False
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--embedding-lr-scale", type=float,
                    help="completion: learning rate of the structure embedding table as a multiple of --lr")
+    t.add_argument("--encoder-lr-scale", type=float,
+                   help="completion: learning rate of the encoder (projections, fusion) as a multiple of --lr")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-every", type=int)
     t.add_argument("--patience", type=int)

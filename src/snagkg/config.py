@@ -110,14 +110,16 @@ class CompletionConfig:
     margin: float = 12.0            # gamma
     adversarial_temperature: float = 2.0   # alpha
     filter_negatives: bool = True
-    # learning rate of the trainable structure embedding table, relative to train.lr (the
-    # projections, fusion layer and relation phases keep train.lr)
+    # learning rate of the trainable structure embedding table, relative to train.lr
     embedding_lr_scale: float = 1.0
+    # learning rate of the encoder (projections, fusion layers, readout), relative to train.lr
+    encoder_lr_scale: float = 1.0
 
     def check(self) -> None:
-        if not self.embedding_lr_scale > 0:
-            raise ConfigValueError(f"completion.embedding_lr_scale must be positive, got {self.embedding_lr_scale}",
-                                   "completion.embedding_lr_scale")
+        for name in ("embedding_lr_scale", "encoder_lr_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigValueError(f"completion.{name} must be positive, got {getattr(self, name)}",
+                                       f"completion.{name}")
         if not self.margin > 0:
             raise ConfigValueError(f"completion.margin must be positive, got {self.margin}", "completion.margin")
         if self.adversarial_temperature < 0:

@@ -54,11 +54,16 @@ class CompletionTask:
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
-        lr, scale = self.cfg.train.lr, self.cfg.completion.embedding_lr_scale
-        params = self.model.parameters()
-        if scale != 1.0:  # one group per learning rate (one group otherwise: older checkpoints resume)
-            rest = [p for p in self.model.parameters() if p is not self.model.entity]
-            params = [{"params": [self.model.entity], "lr": lr * scale}, {"params": rest}]
+        lr, comp, m = self.cfg.train.lr, self.cfg.completion, self.model
+        params: Any = list(m.parameters())
+        if comp.embedding_lr_scale != 1.0 or comp.encoder_lr_scale != 1.0:
+            # groups: the entity table, the encoder, the rest (the scorer's relation parameters);
+            # one group when both scales are 1, so that older checkpoints resume
+            encoder = {id(p) for p in m.encoder.parameters()}
+            params = [{"params": [m.entity], "lr": lr * comp.embedding_lr_scale},
+                      {"params": [p for p in params if id(p) in encoder], "lr": lr * comp.encoder_lr_scale},
+                      {"params": [p for p in params if p is not m.entity and id(p) not in encoder]}]
+            params = [g for g in params if g["params"]]
         opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=self.cfg.train.weight_decay)
         return opt, None
 
