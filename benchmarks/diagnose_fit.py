@@ -52,7 +52,7 @@ def main() -> None:
         centred = vecs - vecs.mean(1, keepdim=True)
         metrics(centred / centred.norm(dim=1, keepdim=True) * norm.median(), test,
                 "test, vectors centred and at the median norm")
-        if model.encoder.__class__.__name__ != "NoFusion":
+        if task.cfg.encoder.fusion:
             model.train()
             saved = {m: model.noise[m].ratio for m in model.modalities}
             for m in model.modalities:

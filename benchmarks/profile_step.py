@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from snagkg.encoder import PROJECTION_ACTIVATIONS
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -19,7 +21,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=25)
     ap.add_argument("--no-fusion", action="store_true", help="plain RotatE (encoder.fusion false)")
     ap.add_argument("--precision", default="fp32")
-    ap.add_argument("--projection-activation", default="none", choices=("none", "gelu"),
+    ap.add_argument("--projection-activation", default="none", choices=PROJECTION_ACTIVATIONS,
                     help="between the preset's two projection layers (gelu: runs saved before the option)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

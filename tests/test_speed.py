@@ -340,5 +340,9 @@ def test_noised_frozen_tables_are_built_once_per_noise_draw(tiny_dataset):
     model.eval()
     for m, x in model.inputs().items():
         assert torch.equal(x, model.table(m))  # no noise in eval mode
+    cast = model.inputs(torch.bfloat16)
+    for m in frozen:
+        assert torch.equal(cast[m], model.table(m).to(torch.bfloat16))
+        assert model.inputs(torch.bfloat16)[m] is cast[m]  # the cast is made once, not per step
     model.train()
     assert all(torch.equal(model.inputs()[m], second[m]) for m in frozen)

@@ -29,9 +29,6 @@ class ConfigValueError(ValueError):
         self.keys = keys
 
 
-PROJECTION_ACTIVATIONS = ("none", "gelu")
-
-
 @dataclass(frozen=True)
 class EncoderConfig:
     hidden: int = 256               # d = 2k: RotatE works on k = hidden / 2 complex numbers
@@ -57,11 +54,11 @@ class EncoderConfig:
                                    "encoder.hidden", "encoder.heads")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigValueError(f"encoder.dropout must be in [0, 1), got {self.dropout}", "encoder.dropout")
+        from .encoder import PROJECTION_ACTIVATIONS, READOUTS
         if self.projection_activation not in PROJECTION_ACTIVATIONS:
             raise ConfigValueError(f"encoder.projection_activation must be one of "
                                    f"{', '.join(PROJECTION_ACTIVATIONS)}, got {self.projection_activation!r}",
                                    "encoder.projection_activation")
-        from .encoder import READOUTS
         if self.readout not in READOUTS:
             raise ConfigValueError(f"encoder.readout {self.readout!r} is not one of {', '.join(READOUTS.names())}",
                                    "encoder.readout")

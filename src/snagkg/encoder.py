@@ -20,6 +20,8 @@ from . import kernels
 from .registry import Registry
 
 READOUTS: "Registry[type]" = Registry("readout")
+#: what goes between stacked projection layers (see :class:`Projection`)
+PROJECTION_ACTIVATIONS = ("none", "gelu")
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Projection(nn.Sequential):
     """
 
     def __init__(self, in_dim: int, out_dim: int, layers: int = 1, activation: str = "none"):
-        if activation not in ("none", "gelu"):
+        if activation not in PROJECTION_ACTIVATIONS:
             raise ValueError(f"unknown projection activation {activation!r}")
         mods: List[nn.Module] = [nn.Linear(in_dim, out_dim)]
         for _ in range(max(0, layers - 1)):

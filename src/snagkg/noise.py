@@ -160,23 +160,25 @@ class NoisedTables:
     per noise draw (the draw changes only on ``refresh``) and reused by every step until
     :meth:`clear` (call it after each refresh and after moving the model to another device).
 
-    Outside training (noise inactive) the table itself is returned, cast to ``dtype`` when given.
+    With the noise inactive (evaluation, or ``ratio = 0``) the table itself is returned, or its
+    cast to ``dtype`` when given, also built once (not once per step).
     """
 
     def __init__(self) -> None:
-        self._tables: Dict[Tuple[str, Optional[torch.dtype]], torch.Tensor] = {}
+        self._tables: Dict[Tuple[str, Optional[torch.dtype], bool], torch.Tensor] = {}
 
     def clear(self) -> None:
         self._tables.clear()
 
     def get(self, name: str, noise: ModalityNoise, table: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
             dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        if not noise.active:
-            return table if dtype is None else table.to(dtype)
-        key = (name, dtype)
+        active = noise.active
+        if not active and dtype is None:
+            return table
+        key = (name, dtype, active)
         if key not in self._tables:
             with torch.no_grad():
-                y = noise(table, mean=mean, std=std)
+                y = noise(table, mean=mean, std=std) if active else table
                 self._tables[key] = y if dtype is None else y.to(dtype)
         return self._tables[key]
 
