@@ -1,5 +1,6 @@
 import pytest
 
+import snagkg
 from snagkg import config as C
 from snagkg.errors import SnagError
 
@@ -72,3 +73,21 @@ def test_projection_activation_default_and_saved_runs_before_it(tmp_path):
     assert C.load_run_config(p).encoder.projection_activation == "none"  # one layer: nothing to keep
     with pytest.raises(SnagError, match="projection_activation"):
         C.resolve(overrides={"encoder.projection_activation": "relu"})
+
+
+def test_structure_noise_scale_flag_reaches_the_structure_noise_only(tiny_dataset):
+    from snagkg.cli import _train_overrides, build_parser
+    from snagkg.completion.task import CompletionTask
+    from snagkg.datasets import read_openke
+
+    a = build_parser().parse_args(["train", "--dataset", str(tiny_dataset), "--output", "unused",
+                                   "--noise-ratio", "0.4", "--mask-ratio", "0.6", "--structure-noise-scale", "0.5",
+                                   "--modalities", "structure,text"])
+    cfg = snagkg.resolve_config(overrides={**_train_overrides(a), "encoder.hidden": 16})
+    assert cfg.noise.structure_scale == 0.5
+    assert C.cli_flag("noise.structure_scale") == "--structure-noise-scale"
+    noise = CompletionTask(read_openke(tiny_dataset), cfg).model.noise
+    assert (noise["structure"].ratio, noise["structure"].mask) == pytest.approx((0.2, 0.3))
+    assert (noise["text"].ratio, noise["text"].mask) == pytest.approx((0.4, 0.6))
+    with pytest.raises(SnagError, match="structure_scale"):
+        snagkg.resolve_config(overrides={"noise.structure_scale": 1.5})

@@ -31,6 +31,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "train.epochs": a.epochs, "train.lr": a.lr, "train.batch_size": a.batch_size,
         "train.eval_every": a.eval_every, "train.patience": a.patience,
         "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
+        "noise.structure_scale": getattr(a, "structure_noise_scale", None),
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
         "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
         "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modalities", help="comma-separated, e.g. structure,image,text")
     t.add_argument("--noise-ratio", type=float, help="rho: probability that a modality row is noised (0 disables)")
     t.add_argument("--mask-ratio", type=float, help="eps: how much of a noised row is replaced")
+    t.add_argument("--structure-noise-scale", type=float,
+                   help="the structure embedding is noised with (rho, eps) times this (SPEC: 1 for completion, "
+                        "0.5 in the alignment code; 0 keeps it clean)")
     t.add_argument("--ties", choices=["realistic", "optimistic"])
     t.add_argument("--no-iterative", action="store_true",
                    help="alignment: turn iterative learning (adding mutual nearest neighbours as links) off")

@@ -368,7 +368,8 @@ Layer = Tuple[str, Dict[str, Any], Dict[Tuple[str, ...], int]]
 
 COMMAND_LINE = "command line"
 #: config keys whose command-line flag is not ``--`` + the last part of the key
-_FLAGS = {"noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio", "encoder.fusion": "--no-fusion"}
+_FLAGS = {"noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio", "encoder.fusion": "--no-fusion",
+          "noise.structure_scale": "--structure-noise-scale"}
 
 
 def cli_flag(key: str) -> str:
