@@ -95,3 +95,17 @@ def test_compiled_kernel_ranks_equal_eager(monkeypatch):
         slow = evaluate_ranking(vecs, scorer, triples, f)
     for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
         assert fast[k] == pytest.approx(slow[k], rel=1e-6), k
+
+
+@pytest.mark.parametrize("chunk", [1, 2, None])
+def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk):
+    """Several test triples ask the same (head, relation) or (relation, tail) query (1-to-N relations):
+    each is ranked against its own true answer, with the others of the group filtered out."""
+    vecs, scorer, _, known, n_ent, n_rel = tiny_graph
+    test = torch.tensor([[0, 0, 1], [0, 0, 4], [0, 0, 5], [3, 1, 2], [6, 1, 2], [9, 1, 2], [4, 2, 7], [6, 2, 7]])
+    known = torch.cat([known, test])
+    with torch.no_grad():
+        for ties in ("realistic", "optimistic"):
+            ref = brute_force(vecs, scorer, test, known, ties)
+            got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
+            assert torch.allclose(got, ref), ties

@@ -135,14 +135,22 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
             else:
                 q = scorer.query(entity_vectors[u_anchor], u_rel, predict_tail)
             dist_t = scorer.pairwise(q, entity_vectors, compiled).t()  # [N, queries]
-            sel = order[bounds[i]:bounds[i + 1]]  # the triples asking these queries
+            sel = order[bounds[i]:bounds[i + 1]]  # the triples asking these queries, grouped by query
             cols = inv[sel] - start
-            if len(sel) != len(u_anchor) or not torch.equal(cols, torch.arange(len(sel))):
-                dist_t = dist_t.index_select(1, cols.to(device))  # one column per triple
-            rows, fcols = filters.lookup(anchors[sel], rels[sel], predict_tail)
-            opt, pes = ranks_from_distances(dist_t.t(), trues[sel].to(device), rows.to(device), fcols.to(device),
-                                            compiled)
-            ranks[sel] = (opt if ties == "optimistic" else (opt + pes) / 2).cpu()
+            # The first triple of each query is ranked on the distances as they are (its column is the
+            # query's own); only the other triples of a query (several true answers) get a copy of their
+            # column, so the [N, queries] table is never copied whole.
+            first = torch.ones(len(sel), dtype=torch.bool)
+            first[1:] = cols[1:] != cols[:-1]
+            for part, dist_part in ((sel[first], dist_t), (sel[~first], None)):
+                if len(part) == 0:
+                    continue
+                if dist_part is None:
+                    dist_part = dist_t.index_select(1, (inv[part] - start).to(device))  # one column per triple
+                rows, fcols = filters.lookup(anchors[part], rels[part], predict_tail)
+                opt, pes = ranks_from_distances(dist_part.t(), trues[part].to(device), rows.to(device),
+                                                fcols.to(device), compiled)
+                ranks[part] = (opt if ties == "optimistic" else (opt + pes) / 2).cpu()
             if bar is not None:
                 bar.update(len(sel))
         out.append(ranks)
