@@ -142,11 +142,10 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
             # column, so the [N, queries] table is never copied whole.
             first = torch.ones(len(sel), dtype=torch.bool)
             first[1:] = cols[1:] != cols[:-1]
-            for part, dist_part in ((sel[first], dist_t), (sel[~first], None)):
-                if len(part) == 0:
-                    continue
-                if dist_part is None:
-                    dist_part = dist_t.index_select(1, (inv[part] - start).to(device))  # one column per triple
+            parts = [(sel[first], dist_t)]
+            if not first.all():
+                parts.append((sel[~first], dist_t.index_select(1, cols[~first].to(device))))
+            for part, dist_part in parts:
                 rows, fcols = filters.lookup(anchors[part], rels[part], predict_tail)
                 opt, pes = ranks_from_distances(dist_part.t(), trues[part].to(device), rows.to(device),
                                                 fcols.to(device), compiled)
