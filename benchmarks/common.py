@@ -66,8 +66,14 @@ def require_pykeen():
         raise SystemExit("PyKEEN is not installed: pip install -e '.[bench]' (pykeen==1.11.*)") from None
 
 
-def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float = 2.0, seed: int = 1):
-    """PyKEEN's RotatE (``embedding_dim`` complex numbers) with the NSSA loss, on ``kg``'s train triples."""
+def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float = 2.0, seed: int = 1,
+                  p: int = 2):
+    """PyKEEN's RotatE (``embedding_dim`` complex numbers) with the NSSA loss, on ``kg``'s train triples.
+
+    ``p``: the norm of ``h o r - t``. PyKEEN's default is 2 (the L2 norm of the complex
+    vector); ``p=1`` is the sum of the coordinates' moduli, the distance of the RotatE paper
+    and of snagkg, for which the margin of 12 was chosen.
+    """
     import torch
     from pykeen.losses import NSSALoss
     from pykeen.models import RotatE
@@ -77,7 +83,56 @@ def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float =
                                    num_relations=kg.num_relations)
     model = RotatE(triples_factory=tf, embedding_dim=dim,
                    loss=NSSALoss(margin=margin, adversarial_temperature=temperature), random_seed=seed)
+    if p != 2:
+        model.interaction = _rotate_interaction_p(p)
     return model, tf
+
+
+def _rotate_interaction_p(p: int):
+    """PyKEEN's RotatE interaction with the norm ``p``.
+
+    PyKEEN 1.11.1's ``RotatEInteraction`` takes ``p`` but its ``forward`` always computes
+    the L2 norm (``negative_norm(h - t, p=2)``); this subclass changes only that call.
+    Which side is rotated (the cheaper one) is decided as in PyKEEN.
+    """
+    import torch
+    from pykeen.nn.modules import RotatEInteraction
+    from pykeen.utils import ensure_complex, estimate_cost_of_sequence, negative_norm
+
+    class RotatEInteractionP(RotatEInteraction):
+        def forward(self, h, r, t):
+            h, r, t = ensure_complex(h, r, t)
+            if estimate_cost_of_sequence(h.shape, r.shape) < estimate_cost_of_sequence(r.shape, t.shape):
+                h = h * r
+            else:  # |h o r - t| = |h - conj(r) o t| for |r| = 1
+                t = t * torch.conj(r)
+            return negative_norm(h - t, p=self.p, power_norm=self.power_norm)
+
+    return RotatEInteractionP(p=p)
+
+
+def pykeen_rotate_tables(model, margin: float = 12.0):
+    """A trained PyKEEN RotatE as snagkg's ranking inputs: ``(entity_vectors [N, 2k], scorer)``.
+
+    The entity table becomes ``[re..., im...]`` rows and each relation its phases, so that
+    :func:`snagkg.evaluation.rank_triples` computes ``sum_k |h_k r_k - t_k|`` (PyKEEN's
+    distance with ``p=1``; heads are ranked by ``|h - t conj(r)|``, equal since ``|r| = 1``
+    under PyKEEN's relation constrainer).
+    """
+    import math
+
+    import torch
+
+    from snagkg.completion.scorers import RotatE as SnagRotatE
+    with torch.no_grad():
+        ent = model.entity_representations[0](indices=None).detach().cpu()
+        rel = model.relation_representations[0](indices=None).detach().cpu()
+        if not torch.is_complex(ent):
+            ent, rel = torch.view_as_complex(ent), torch.view_as_complex(rel)
+        vecs = torch.cat([ent.real, ent.imag], dim=-1).float().contiguous()
+        scorer = SnagRotatE(rel.shape[0], vecs.shape[1], margin=margin)
+        scorer.relation.copy_(torch.angle(rel).float() * (scorer.embedding_range / math.pi))
+    return vecs, scorer
 
 
 def median(xs: Iterable[float]) -> float:

@@ -54,6 +54,35 @@ def test_bf16_run_through_cli_matches_fp32_quality(tiny_dataset, fast_config, tm
     assert metrics["mrr"] == res["bf16"]["test"]["mrr"]
 
 
+@pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
+def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, tmp_path, capsys, monkeypatch,
+                                                      native, warned):
+    from snagkg import kernels
+    monkeypatch.setattr(kernels, "has_native_bf16", lambda device: native)
+    for precision in ("bf16", "fp32"):
+        code = main(["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--output",
+                     str(tmp_path / f"{precision}-{native}"), "--no-progress", "--precision", precision,
+                     "--epochs", "1"])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        lines = [line for line in err.splitlines() if "bfloat16 matrix units" in line]
+        assert len(lines) == (1 if warned and precision == "bf16" else 0), err
+        if lines:
+            assert lines[0].startswith("warning: ") and "--precision fp32" in lines[0]
+
+
+def test_native_bf16_probe_reads_the_cpu_flags(monkeypatch):
+    from snagkg import kernels
+    flags = {"amx_bf16": False, "avx512_bf16": False, "avx2": True}
+    monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: flags)
+    assert kernels.has_native_bf16("cpu") is False
+    flags["avx512_bf16"] = True
+    assert kernels.has_native_bf16("cpu") is True
+    flags.update(avx512_bf16=False, amx_bf16=True)
+    assert kernels.has_native_bf16("cpu") is True
+    assert kernels.precision_warning("fp32", "cpu") is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["--precision", "fp16"], "invalid choice"),
     (["--task", "alignment", "--precision", "bf16"], "completion task only"),

@@ -47,6 +47,33 @@ def autocast(device: torch.device, precision: str = "fp32"):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+def has_native_bf16(device) -> Optional[bool]:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (``None``: cannot tell).
+
+    CPUs: AMX-BF16 or AVX512-BF16 units, as torch reports them. Without them (e.g. AVX2-only
+    CPUs) bfloat16 products are emulated: on an AVX2 AMD EPYC, a 12,842 x 256 x 512 bf16
+    product ran about 20x slower than in float32 (BENCHMARKS.md).
+    """
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        if device.type == "cpu":
+            cap = torch._C._cpu._get_cpu_capability()
+            return bool(cap.get("amx_bf16") or cap.get("avx512_bf16"))
+    except Exception:  # pragma: no cover - a torch build without these probes
+        return None
+    return None
+
+
+def precision_warning(precision: str, device) -> Optional[str]:
+    """A one-line warning when ``precision`` will be slow on ``device``, else ``None``."""
+    if precision == "bf16" and has_native_bf16(device) is False:
+        return ("warning: precision bf16 on a device without bfloat16 matrix units (this CPU has no AMX-BF16 "
+                "or AVX512-BF16): the products are emulated and much slower than fp32; use --precision fp32")
+    return None
+
+
 def fused_optimizer(cls, params, **kwargs) -> torch.optim.Optimizer:
     """``cls(params, fused=True, **kwargs)`` where this torch build has the fused kernel
     (one pass over each parameter, 10-20x faster than the default multi-tensor Adam on CPU

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import torch
 
 from . import config as config_mod
+from . import kernels
 from .config import RunConfig
 from .errors import SnagError
 from .io import RunLock, write_json, write_text
@@ -120,6 +121,9 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
         write_json(folder / "dataset.json", task.dataset_info())
         for note in task.kg.notes if hasattr(task, "kg") else []:
             echo(note)
+        slow = kernels.precision_warning(cfg.precision, task.device)
+        if slow:
+            echo(slow)
         if existing and resume:
             echo(f"resuming after epoch {trainer.state.epoch}")
         t0 = time.perf_counter()
