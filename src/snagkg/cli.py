@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "entity vector (plain RotatE, the structure-only baseline; noise masking still applies)")
     t.add_argument("--precision", choices=["fp32", "bf16"],
                    help="completion: fp32 (default), or bf16 for the encoder's matrix products "
-                        "(autocast; faster on CPUs with AMX and on recent GPUs)")
+                        "(autocast; faster on CPUs with AMX and on recent GPUs, much slower on CPUs without "
+                        "bfloat16 units, which get a warning)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
     t.add_argument("--no-progress", action="store_true")
