@@ -262,6 +262,13 @@ def test_ranking_chunks_fit_the_memory_budget(n_ent):
         assert c == 1 or c * n_ent * per_pair <= 256 << 20
 
 
+@pytest.mark.parametrize("l2, want", [(2 << 20, 1024), (512 << 10, 256), (0, 64)])
+def test_compiled_query_chunk_fits_half_the_l2_cache(l2, want):
+    # 256-wide float32 queries are 1 KiB each; the chunk never shrinks below 64 queries
+    assert kernels.chunk_size(12_842, 256, True, cache_bytes=l2) == want
+    assert kernels.l2_cache_bytes() > 0
+
+
 def test_single_threaded_restores_the_thread_count():
     n = torch.get_num_threads()
     with kernels.single_threaded():
