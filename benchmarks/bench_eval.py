@@ -17,7 +17,8 @@ what it held before them.
 Note: PyKEEN 1.11's RotatE scores ``-||h o r - t||_2`` (an L2 norm over the
 complex vector); snagkg's is the original RotatE ``-sum_k |h_k r_k - t_k|``
 (L1 over the moduli, one square root per coordinate). The work per candidate
-is of the same order; the models here are untrained (timing only).
+is of the same order; ``--pykeen-norm 1`` gives PyKEEN the L1 distance too
+(``common.pykeen_rotate``). The models here are untrained (timing only).
 """
 from __future__ import annotations
 
@@ -77,6 +78,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pykeen-batch", type=int, default=None, help="PyKEEN evaluation batch size (default: its own)")
     ap.add_argument("--skip-pykeen", action="store_true")
+    ap.add_argument("--pykeen-norm", type=int, default=2, choices=(1, 2),
+                    help="PyKEEN RotatE's norm: 2 = PyKEEN's default model (default), 1 = the L1 distance snagkg uses")
     ap.add_argument("--full-repeats", type=int, default=3, help="snagkg runs over the whole test split (0: skip)")
     ap.add_argument("--check", type=int, default=200, help="compare ranks with float64 on N triples (0: skip)")
     args = ap.parse_args()
@@ -94,7 +97,7 @@ def main() -> None:
     if not args.skip_pykeen:
         common.require_pykeen()
         from pykeen.evaluation import RankBasedEvaluator
-        model, _ = common.pykeen_rotate(kg)
+        model, _ = common.pykeen_rotate(kg, p=args.pykeen_norm)
         model.eval()
         test = torch.from_numpy(kg.test).long()[:args.triples]
         filt = [torch.from_numpy(kg.train).long(), torch.from_numpy(kg.valid).long()]

@@ -47,12 +47,12 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, **ove
 
 
 class PyKEENRun:
-    def __init__(self, kg, seed: int = 1, sampler: str = "bernoulli", filtered: bool = True):
+    def __init__(self, kg, seed: int = 1, sampler: str = "bernoulli", filtered: bool = True, p: int = 2):
         import torch
         from pykeen.training import SLCWATrainingLoop
         from pykeen.training.callbacks import TrainingCallback
 
-        self.model, self.tf = common.pykeen_rotate(kg, seed=seed)
+        self.model, self.tf = common.pykeen_rotate(kg, seed=seed, p=p)
         opt = torch.optim.Adam(self.model.get_grad_params(), lr=1e-4)
         self.loop = SLCWATrainingLoop(model=self.model, triples_factory=self.tf, optimizer=opt,
                                       negative_sampler=sampler,
@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--skip-pykeen", action="store_true")
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
+    ap.add_argument("--pykeen-norm", type=int, default=2, choices=(1, 2),
+                    help="PyKEEN RotatE's norm: 2 = PyKEEN's default model (default), 1 = the L1 distance snagkg uses")
     args = ap.parse_args()
 
     common.set_threads(args.threads)
@@ -109,7 +111,7 @@ def main() -> None:
     if not args.skip_pykeen:
         common.require_pykeen()
         systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg, sampler=args.pykeen_sampler,
-                                                  filtered=not args.pykeen_unfiltered)
+                                                  filtered=not args.pykeen_unfiltered, p=args.pykeen_norm)
     for c in chosen:
         mods, overrides = configs[c]
         systems[f"snagkg {c} ({'+'.join(mods)})"] = snagkg_trainer(dataset, mods, tmp / c, **overrides)
