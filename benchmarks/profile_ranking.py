@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/profile_ranking.py
     git show 13a97bf:src/snagkg/evaluation.py > /tmp/ev_old.py
     .venv/bin/python benchmarks/profile_ranking.py --against /tmp/ev_old.py --rounds 4
+    .venv/bin/python benchmarks/profile_ranking.py --chunks 128,256,1024 --rounds 3
 
 The model is bench_eval.py's (SNAG's encoder on the structure modality, untrained: timing only).
 One run with timers around the stages of ``rank_triples`` (distance kernel, rank counting, filter
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--against", type=Path, help="an older src/snagkg/evaluation.py to compare with")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--chunks", help="comma-separated query chunk sizes to alternate on the whole split "
+                                     "(e.g. 256,1024), with the same-ranks check")
     args = ap.parse_args()
     common.set_threads(args.threads)
     import torch
@@ -82,6 +85,21 @@ def main() -> None:
             for label, ts in times.items():
                 print(f"{label}: median {statistics.median(ts):.2f} s ({' '.join(f'{x:.2f}' for x in ts)})")
             print(f"same ranks: {same}")
+
+        if args.chunks:
+            sizes = [int(c) for c in args.chunks.split(",")]
+            print(f"default chunk here: {new.kernels.chunk_size(len(vecs), vecs.shape[1], True)} queries "
+                  f"(L2 {new.kernels.l2_cache_bytes() >> 10} KiB)")
+            ranks = [new.rank_triples(vecs, scorer, test, task.filters, chunk=c) for c in sizes]
+            times = {c: [] for c in sizes}
+            for _ in range(args.rounds):
+                for c in sizes:
+                    t = time.perf_counter()
+                    new.rank_triples(vecs, scorer, test, task.filters, chunk=c)
+                    times[c].append(time.perf_counter() - t)
+            for c, ts in times.items():
+                print(f"chunk {c}: median {statistics.median(ts):.2f} s ({' '.join(f'{x:.2f}' for x in ts)})")
+            print(f"same ranks: {all(torch.equal(ranks[0], r) for r in ranks[1:])}")
 
 
 if __name__ == "__main__":
