@@ -162,14 +162,32 @@ def run_pykeen(args, out: Path) -> dict:
     st = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "epoch_times": [], "history": [],
           "train_seconds": 0.0}
     best_state = None
+    settings = {"norm_p": args.pykeen_norm, "valid_ranking": args.pykeen_valid, "preset": args.preset,
+                "dataset": str(Path(args.dataset).resolve()), "seed": args.seed}
     if state_path.exists() and not args.rerun:
         saved = torch.load(state_path, weights_only=True)
+        differ = {k: (saved["settings"][k], v) for k, v in settings.items()
+                  if k in saved["settings"] and saved["settings"][k] != v}
+        if differ:
+            raise SystemExit(f"[pykeen] {state_path} was trained with other settings "
+                             f"({', '.join(f'{k}: {a} there, {b} now' for k, (a, b) in differ.items())}); "
+                             f"pass --rerun to start again")
         model.load_state_dict(saved["model"])
         best_state = saved["best_model"]
         st = saved["progress"]
         common.log(f"[pykeen] continuing from epoch {st['epoch']} ({state_path})")
-    settings = {"norm_p": args.pykeen_norm, "valid_ranking": args.pykeen_valid}
     t0 = time.perf_counter() - st["train_seconds"]
+    if args.pykeen_snapshot:  # report the kept state as it is, without training
+        if best_state is None:
+            raise SystemExit(f"[pykeen] nothing to report yet: no {state_path}")
+        model.load_state_dict(best_state)
+        m = snagkg_metrics(model, kg, filters, "test", c.margin)
+        return {"row": "pykeen", "partial": True, "system": f"PyKEEN 1.11 RotatE (p={args.pykeen_norm}), "
+                f"unfinished: best of the first {st['epoch']} epochs", "settings": settings,
+                "valid": snagkg_metrics(model, kg, filters, "valid", c.margin, ties=("realistic",))["realistic"],
+                "test": m["realistic"], "test_optimistic": m["optimistic"], "best_epoch": st["best_epoch"],
+                "epochs_run": st["epoch"], "train_seconds": st["train_seconds"],
+                "epoch_seconds": common.median(st["epoch_times"]), "history": st["history"]}
     while st["epoch"] < t.epochs and st["bad"] < t.patience:
         step = min(t.eval_every, t.epochs - st["epoch"])
         e0 = time.perf_counter()
@@ -252,6 +270,9 @@ def main() -> None:
     ap.add_argument("--pykeen-test", choices=("both", "pykeen", "snagkg"), default="both",
                     help="test metrics from PyKEEN's evaluator, snagkg's ranking of its embeddings, or both "
                          "(the reported figures are PyKEEN's own when it runs)")
+    ap.add_argument("--pykeen-snapshot", action="store_true",
+                    help="row pykeen: test the best model kept so far (snagkg's ranking) without training more; "
+                         "writes OUTPUT/pykeen.partial.json")
     ap.add_argument("--rerun", action="store_true", help="run rows whose JSON already exists again")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more snagkg train options for the snagkg rows")
     args = ap.parse_args()
@@ -267,6 +288,13 @@ def main() -> None:
     results = []
     for row in ROWS:
         path = args.output / f"{row}.json"
+        if row == "pykeen" and row in rows and args.pykeen_snapshot:
+            res = run_pykeen(args, args.output)
+            (args.output / "pykeen.partial.json").write_text(json.dumps(res, indent=2))
+            common.log(f"[pykeen] unfinished, epoch {res['epochs_run']} (best {res['best_epoch']}): "
+                       f"test mrr {res['test']['mrr']:.4f}")
+            results.append(res)
+            continue
         if row in rows and (args.rerun or not path.exists()):
             res = run_pykeen(args, args.output) if row == "pykeen" else run_snagkg(row, args, args.output)
             res["environment"] = common.environment()
