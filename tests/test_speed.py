@@ -269,6 +269,36 @@ def test_compiled_query_chunk_fits_half_the_l2_cache(l2, want):
     assert kernels.l2_cache_bytes() > 0
 
 
+@pytest.mark.parametrize("free, want", [(None, 256 << 20), (64 << 30, 256 << 20), (400 << 20, 100 << 20),
+                                        (1 << 20, 8 << 20)])
+def test_ranking_budget_follows_the_memory_available(monkeypatch, free, want):
+    monkeypatch.setattr(kernels, "available_memory_bytes", lambda device=None: free)
+    assert kernels.ranking_budget("cpu") == want
+    # the chunk follows the budget: 12 bytes per (query, entity) pair at 200k entities
+    c = kernels.chunk_size(200_000, 256, True, cache_bytes=64 << 20)
+    assert c == max(1, min(4096, want // (200_000 * 12)))
+
+
+def test_available_memory_is_read_on_this_machine():
+    free = kernels.available_memory_bytes("cpu")
+    assert free is None or free > 0
+
+
+def test_ranks_do_not_depend_on_the_chunk(monkeypatch):
+    n_ent, n_rel = 300, 5
+    g = torch.Generator().manual_seed(0)
+    vecs = torch.randn(n_ent, 16, generator=g)
+    scorer = RotatE(n_rel, 16)
+    known = torch.stack([torch.randint(0, n_ent, (600,), generator=g), torch.randint(0, n_rel, (600,), generator=g),
+                         torch.randint(0, n_ent, (600,), generator=g)], 1)
+    filters, test = FilterIndex(known, n_ent, n_rel), known[:120]
+    with torch.no_grad():
+        whole = rank_triples(vecs, scorer, test, filters)
+        monkeypatch.setattr(kernels, "available_memory_bytes", lambda device=None: 1 << 20)  # a tight machine
+        assert torch.equal(rank_triples(vecs, scorer, test, filters), whole)
+        assert torch.equal(rank_triples(vecs, scorer, test, filters, chunk=7), whole)
+
+
 def test_single_threaded_restores_the_thread_count():
     n = torch.get_num_threads()
     with kernels.single_threaded():

@@ -110,7 +110,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
     compiled = kernels.use_compiled(n_ent, width)
-    chunk = chunk or kernels.chunk_size(n_ent, width, compiled)
+    chunk = chunk or kernels.chunk_size(n_ent, width, compiled, device=device)
     triples = triples.long()
     out = []
     bar = None
