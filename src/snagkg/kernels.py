@@ -52,7 +52,8 @@ def has_native_bf16(device) -> Optional[bool]:
 
     CPUs: AMX-BF16 or AVX512-BF16 units, as torch reports them. Without them (e.g. AVX2-only
     CPUs) bfloat16 products are emulated: on an AVX2 AMD EPYC, a 12,842 x 256 x 512 bf16
-    product ran about 20x slower than in float32 (BENCHMARKS.md).
+    product ran at about 1 GFLOP/s, against 42 (1 thread) and 97 (2 threads) in float32
+    (BENCHMARKS.md).
     """
     device = torch.device(device)
     try:
