@@ -78,8 +78,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pykeen-batch", type=int, default=None, help="PyKEEN evaluation batch size (default: its own)")
     ap.add_argument("--skip-pykeen", action="store_true")
-    ap.add_argument("--pykeen-norm", type=int, default=2, choices=(1, 2),
-                    help="PyKEEN RotatE's norm: 2 = PyKEEN's default model (default), 1 = the L1 distance snagkg uses")
+    common.add_pykeen_norm_option(ap, default=2)
     ap.add_argument("--full-repeats", type=int, default=3, help="snagkg runs over the whole test split (0: skip)")
     ap.add_argument("--check", type=int, default=200, help="compare ranks with float64 on N triples (0: skip)")
     args = ap.parse_args()

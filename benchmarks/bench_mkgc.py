@@ -173,28 +173,19 @@ def run_pykeen(args, out: Path) -> dict:
                              f"({', '.join(f'{k}: {a} there, {b} now' for k, (a, b) in differ.items())}); "
                              f"pass --rerun to start again")
         model.load_state_dict(saved["model"])
+        loop.optimizer.load_state_dict(saved["optimizer"])
         best_state = saved["best_model"]
         st = saved["progress"]
+        loop._epoch = st["epoch"]  # PyKEEN counts epochs across calls; the resumed loop starts there
         common.log(f"[pykeen] continuing from epoch {st['epoch']} ({state_path})")
+    if args.pykeen_snapshot and best_state is None:
+        raise SystemExit(f"[pykeen] nothing to report yet: no {state_path}")
     t0 = time.perf_counter() - st["train_seconds"]
-    if args.pykeen_snapshot:  # report the kept state as it is, without training
-        if best_state is None:
-            raise SystemExit(f"[pykeen] nothing to report yet: no {state_path}")
-        model.load_state_dict(best_state)
-        m = snagkg_metrics(model, kg, filters, "test", c.margin)
-        return {"row": "pykeen", "partial": True, "system": f"PyKEEN 1.11 RotatE (p={args.pykeen_norm}), "
-                f"unfinished: best of the first {st['epoch']} epochs", "settings": settings,
-                "valid": snagkg_metrics(model, kg, filters, "valid", c.margin, ties=("realistic",))["realistic"],
-                "test": m["realistic"], "test_optimistic": m["optimistic"], "best_epoch": st["best_epoch"],
-                "epochs_run": st["epoch"], "train_seconds": st["train_seconds"],
-                "epoch_seconds": common.median(st["epoch_times"]), "history": st["history"]}
-    while st["epoch"] < t.epochs and st["bad"] < t.patience:
+    # --pykeen-snapshot reports the kept state as it is, without training
+    while not args.pykeen_snapshot and st["epoch"] < t.epochs and st["bad"] < t.patience:
         step = min(t.eval_every, t.epochs - st["epoch"])
         e0 = time.perf_counter()
         with common.quiet():
-            if st["epoch"] > 0 and not loop.optimizer.state:  # resumed: the saved optimizer state
-                loop.optimizer.load_state_dict(saved["optimizer"])
-            loop._epoch = st["epoch"]  # PyKEEN counts epochs across calls; a resumed loop starts there
             # continue_training: without it PyKEEN re-initialises the weights on every call
             losses = loop.train(triples_factory=tf, num_epochs=st["epoch"] + step, batch_size=t.batch_size,
                                 use_tqdm=False, use_tqdm_batch=False, continue_training=st["epoch"] > 0)
@@ -220,16 +211,22 @@ def run_pykeen(args, out: Path) -> dict:
     train_seconds = st["train_seconds"]
     model.load_state_dict(best_state)
     valid = valid_mrr()
-    res = {"row": "pykeen", "system": f"PyKEEN 1.11 RotatE (p={args.pykeen_norm})",
-           "command": "(this script, row pykeen)", "settings": settings, "valid": valid,
-           "best_epoch": st["best_epoch"], "epochs_run": st["epoch"], "train_seconds": train_seconds,
-           "epoch_seconds": common.median(st["epoch_times"]), "history": st["history"]}
-    if args.pykeen_test in ("snagkg", "both"):
+    system = f"PyKEEN 1.11 RotatE (p={args.pykeen_norm})"
+    if args.pykeen_snapshot:
+        system += f", unfinished: best of the first {st['epoch']} epochs"
+    res = {"row": "pykeen", "system": system, "command": "(this script, row pykeen)", "settings": settings,
+           "valid": valid, "best_epoch": st["best_epoch"], "epochs_run": st["epoch"],
+           "train_seconds": train_seconds, "epoch_seconds": common.median(st["epoch_times"]),
+           "history": st["history"]}
+    test_by = "snagkg" if args.pykeen_snapshot else args.pykeen_test
+    if args.pykeen_snapshot:
+        res["partial"] = True
+    if test_by in ("snagkg", "both"):
         m = snagkg_metrics(model, kg, filters, "test", c.margin)
         res["test_snagkg_ranking"] = {"realistic": m["realistic"], "optimistic": m["optimistic"],
                                       "seconds": m["seconds"]}
         res["test"], res["test_optimistic"] = m["realistic"], m["optimistic"]
-    if args.pykeen_test in ("pykeen", "both"):
+    if test_by in ("pykeen", "both"):
         e0 = time.perf_counter()
         test_result = evaluate_pykeen("test")
         res["test_eval_seconds"] = time.perf_counter() - e0
@@ -262,9 +259,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pykeen-eval-batch", type=int, default=None)
-    ap.add_argument("--pykeen-norm", type=int, default=1, choices=(1, 2),
-                    help="PyKEEN RotatE's norm of h o r - t: 1 = sum of moduli, snagkg's and the RotatE paper's "
-                         "distance (default); 2 = PyKEEN's default")
+    common.add_pykeen_norm_option(ap, default=1)
     ap.add_argument("--pykeen-valid", choices=("snagkg", "pykeen"), default="snagkg",
                     help="rank PyKEEN's validation with snagkg's ranking (fast, default) or PyKEEN's evaluator")
     ap.add_argument("--pykeen-test", choices=("both", "pykeen", "snagkg"), default="both",

@@ -92,8 +92,7 @@ def main() -> None:
     ap.add_argument("--skip-pykeen", action="store_true")
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
-    ap.add_argument("--pykeen-norm", type=int, default=2, choices=(1, 2),
-                    help="PyKEEN RotatE's norm: 2 = PyKEEN's default model (default), 1 = the L1 distance snagkg uses")
+    common.add_pykeen_norm_option(ap, default=2)
     args = ap.parse_args()
 
     common.set_threads(args.threads)

@@ -88,6 +88,13 @@ def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float =
     return model, tf
 
 
+def add_pykeen_norm_option(parser, default: int) -> None:
+    """``--pykeen-norm``: the norm of PyKEEN's RotatE (:func:`pykeen_rotate`'s ``p``)."""
+    parser.add_argument("--pykeen-norm", type=int, default=default, choices=(1, 2),
+                        help=f"PyKEEN RotatE's norm of h o r - t: 1 = the sum of moduli (snagkg's and the RotatE "
+                             f"paper's distance), 2 = PyKEEN's default model (default here: {default})")
+
+
 def _rotate_interaction_p(p: int):
     """PyKEEN's RotatE interaction with the norm ``p``.
 

@@ -47,6 +47,14 @@ def autocast(device: torch.device, precision: str = "fp32"):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+def _cpu_capability() -> Optional[dict]:
+    """torch's report of this CPU's features and caches (``None`` where the build has no probe)."""
+    try:
+        return dict(torch._C._cpu._get_cpu_capability())
+    except Exception:  # pragma: no cover - a torch build without the probe
+        return None
+
+
 def has_native_bf16(device) -> Optional[bool]:
     """Whether ``device`` multiplies bfloat16 matrices in hardware (``None``: cannot tell).
 
@@ -56,14 +64,14 @@ def has_native_bf16(device) -> Optional[bool]:
     (BENCHMARKS.md).
     """
     device = torch.device(device)
-    try:
-        if device.type == "cuda":
+    if device.type == "cuda":
+        try:
             return bool(torch.cuda.is_bf16_supported())
-        if device.type == "cpu":
-            cap = torch._C._cpu._get_cpu_capability()
-            return bool(cap.get("amx_bf16") or cap.get("avx512_bf16"))
-    except Exception:  # pragma: no cover - a torch build without these probes
-        return None
+        except Exception:  # pragma: no cover - a CUDA build that cannot tell
+            return None
+    if device.type == "cpu":
+        cap = _cpu_capability()
+        return None if cap is None else bool(cap.get("amx_bf16") or cap.get("avx512_bf16"))
     return None
 
 
@@ -214,10 +222,7 @@ def complex_l1_pairwise(q: torch.Tensor, e: torch.Tensor, compiled: bool) -> tor
 
 def l2_cache_bytes(default: int = 2 << 20) -> int:
     """The CPU's per-core L2 cache size as torch reports it (``default`` when it cannot tell)."""
-    try:
-        size = int(torch._C._cpu._get_cpu_capability().get("l2_cache_size") or 0)
-    except Exception:  # pragma: no cover - a torch build without the probe
-        size = 0
+    size = int((_cpu_capability() or {}).get("l2_cache_size") or 0)
     return size if size > 0 else default
 
 
