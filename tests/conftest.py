@@ -5,8 +5,33 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("SNAGKG_COMPILE", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="auto",
+                     help="devices for the tests that take a `device` argument (ranking, training steps, "
+                          "runs through the CLI): a comma-separated list such as cpu, cuda or cpu,cuda:1; "
+                          "auto (default) = cpu, and cuda too where torch can use it")
+
+
+def requested_devices(config) -> list:
+    names = [d.strip() for d in str(config.getoption("--device")).split(",") if d.strip()]
+    if names in ([], ["auto"]):
+        names = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return names
+
+
+def pytest_generate_tests(metafunc):
+    """``device``: each requested device (``--device``); CUDA ones skip where CUDA is unavailable."""
+    if "device" in metafunc.fixturenames:
+        no_cuda = not torch.cuda.is_available()
+        metafunc.parametrize("device", [
+            pytest.param(d, marks=pytest.mark.skipif(d.startswith("cuda") and no_cuda,
+                                                     reason=f"--device {d}: CUDA is not available"))
+            for d in requested_devices(metafunc.config)])
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

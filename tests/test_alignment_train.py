@@ -33,10 +33,10 @@ def pair_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("permute", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_alignment_is_learned_on_synthetic_pair(tmp_path, permute):
+def test_alignment_is_learned_on_synthetic_pair(tmp_path, permute, device):
     folder = write_synthetic_pair(tmp_path / "syn", entities=200, seed=5, permute_ids=permute)
     cfg = fast_cfg(folder, **{"modalities": "structure,relation,char", "train.epochs": 20,
-                              "alignment.iterative": False})
+                              "alignment.iterative": False, "device": device})
     t0 = time.perf_counter()
     res = snagkg.train(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
     assert time.perf_counter() - t0 < 60

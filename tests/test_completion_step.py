@@ -6,9 +6,11 @@ from snagkg.completion.task import CompletionTask
 from snagkg.datasets import read_openke
 
 
-def test_training_step_equals_naive_scoring(tiny_dataset):
-    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6})
+def test_training_step_equals_naive_scoring(tiny_dataset, device):
+    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6,
+                                           "device": device})
     task = CompletionTask(read_openke(tiny_dataset), cfg)
+    assert task.device == torch.device(device)
     task.model.eval()  # no dropout/noise: both computations see the same vectors
     batch = task.train_triples[:40]
     loss = task.step(batch, torch.Generator().manual_seed(7))
@@ -16,6 +18,7 @@ def test_training_step_equals_naive_scoring(tiny_dataset):
     with torch.no_grad():
         v = task.model.entity_vectors()
         sc = task.model.scorer
+        batch, neg, mask = batch.to(device), neg.to(device), mask.to(device)
         pos = sc.score(v[batch[:, 0]], batch[:, 1], v[batch[:, 2]])
         negs = sc.score(v[neg[..., 0]], neg[..., 1], v[neg[..., 2]])
         ref = self_adversarial_loss(pos, negs, mask, 2.0)

@@ -85,13 +85,17 @@ def test_cli_demo_on_synthetic_fast(tmp_path, capsys):
     assert res["config"]["preset"] == "synthetic" and res["dataset"]["entities"] == 2000
 
 
-@pytest.mark.parametrize("device", ["cpu"])
 def test_device_override(tiny_dataset, fast_config, tmp_path, capsys, device):
+    """A short run on each requested device (``pytest --device cuda``), then evaluated there again."""
     out = tmp_path / "dev"
     code, _, err = run_cli(["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--output",
                             str(out), "--device", device, "--epochs", "1", "--no-progress"], capsys)
     assert code == 0, err
-    assert json.loads((out / "results.json").read_text())["extra"]["device"] == device
+    res = json.loads((out / "results.json").read_text())
+    assert res["extra"]["device"] == device and 0 < res["test"]["mrr"] <= 1
+    code, stdout, err = run_cli(["evaluate", str(out), "--split", "test", "--device", device], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["mrr"] == pytest.approx(res["test"]["mrr"], abs=1e-6)
 
 
 def test_abbreviated_flags_are_refused(tmp_path, capsys):

@@ -46,11 +46,12 @@ def tiny_graph():
 
 @pytest.mark.parametrize("ties", ["realistic", "optimistic"])
 @pytest.mark.parametrize("chunk", [1, 4, None])
-def test_filtered_ranks_match_brute_force(tiny_graph, ties, chunk):
+def test_filtered_ranks_match_brute_force(tiny_graph, ties, chunk, device):
     vecs, scorer, test, known, n_ent, n_rel = tiny_graph
     with torch.no_grad():
         ref = brute_force(vecs, scorer, test, known, ties)
-        got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
+        got = rank_triples(vecs.to(device), scorer.to(device), test, FilterIndex(known, n_ent, n_rel), ties=ties,
+                           chunk=chunk)
     assert torch.allclose(got, ref)
 
 
@@ -79,12 +80,12 @@ def test_summarize_metrics():
     assert (m["hits@1"], m["hits@3"], m["hits@10"]) == (0.25, 0.5, 0.75)
 
 
-def test_compiled_kernel_ranks_equal_eager(monkeypatch):
+def test_compiled_kernel_ranks_equal_eager(monkeypatch, device):
     """The fast (compiled) evaluation path gives the brute-force reference's metrics."""
     torch.manual_seed(3)
     n_ent, n_rel = 300, 4
-    vecs = torch.randn(n_ent, 16)
-    scorer = RotatE(n_rel, 16)
+    vecs = torch.randn(n_ent, 16).to(device)
+    scorer = RotatE(n_rel, 16).to(device)
     triples = torch.stack([torch.randint(0, n_ent, (60,)), torch.randint(0, n_rel, (60,)),
                            torch.randint(0, n_ent, (60,))], 1)
     f = FilterIndex(triples, n_ent, n_rel)
@@ -98,7 +99,7 @@ def test_compiled_kernel_ranks_equal_eager(monkeypatch):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, None])
-def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk):
+def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk, device):
     """Several test triples ask the same (head, relation) or (relation, tail) query (1-to-N relations):
     each is ranked against its own true answer, with the others of the group filtered out."""
     vecs, scorer, _, known, n_ent, n_rel = tiny_graph
@@ -107,5 +108,6 @@ def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk):
     with torch.no_grad():
         for ties in ("realistic", "optimistic"):
             ref = brute_force(vecs, scorer, test, known, ties)
-            got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
+            got = rank_triples(vecs.to(device), scorer.to(device), test, FilterIndex(known, n_ent, n_rel),
+                               ties=ties, chunk=chunk)
             assert torch.allclose(got, ref), ties
