@@ -87,9 +87,8 @@ def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
     dist_t = dist.t()
     true_d = dist_t.gather(0, true.unsqueeze(0))  # [1, B]; given to the kernel, its counting loop vectorises
     # a part of one query (or one known answer) is counted eagerly: it is one column, and torch specialises
-    # the dynamic kernel for size 1; once (profile_ranking.py, chunk 256, AMD EPYC, torch 2.13) inductor
-    # failed to generate a size-1 variant, which switched compiled counting off for the whole process
-    # (not reproduced in isolation)
+    # the dynamic kernel for size 1 (one more compilation for little work); once (profile_ranking.py, chunk
+    # 256, AMD EPYC, torch 2.13) inductor failed to generate a size-1 variant (not reproduced in isolation)
     compiled = compiled and dist.shape[0] > 1 and filt_rows.numel() > 1
     return _ranks(dist_t, true_d, true, filt_rows, filt_cols, compiled=compiled)
 

@@ -98,15 +98,32 @@ def compile_enabled() -> bool:
     return os.environ.get("SNAGKG_COMPILE", "1") != "0"
 
 
+def _signature(a):
+    """What a compiled variant is specialised on: device, dtype, rank and which sizes are 0 or 1
+    (dynamic shapes specialise on those; every other size shares one variant)."""
+    if isinstance(a, torch.Tensor):
+        return ("T", a.device.type, a.dtype, tuple(d if d < 2 else -1 for d in a.shape))
+    if isinstance(a, dict):
+        return tuple((k, _signature(v)) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return tuple(_signature(v) for v in a)
+    if isinstance(a, torch.nn.Module):
+        return ("M", type(a).__name__)
+    return (type(a).__name__,)
+
+
 class CompiledFunction:
     """``fn`` compiled on first use, with ``fn`` itself as the fallback.
 
-    A failure to compile or to run the compiled code (no C++ compiler, an
-    unsupported platform) is logged once and the eager function is used from
-    then on. With ``check_backward`` the first compiled call also runs a
-    backward pass on detached copies of its inputs, so that a compiler
-    failure in the (lazily compiled) backward surfaces here, not inside
-    ``loss.backward()``.
+    A failure to compile or to run the compiled code is logged and the eager
+    function gives that call's result. Before any compiled call has worked (no
+    C++ compiler, an unsupported platform) a failure switches compilation off
+    for the whole process; after one has, it is taken as a failure of that
+    input signature's variant (device, dtype, rank and sizes 0 or 1, what the
+    dynamic kernel specialises on), which alone runs eagerly from then on.
+    With ``check_backward`` the first compiled call also runs a backward pass
+    on detached copies of its inputs, so that a compiler failure in the
+    (lazily compiled) backward surfaces here, not inside ``loss.backward()``.
     """
 
     def __init__(self, fn: Callable, name: str, check_backward: bool = False, **compile_kwargs):
@@ -115,18 +132,28 @@ class CompiledFunction:
         self.compile_kwargs = compile_kwargs
         self.compiled: Optional[Callable] = None
         self.failed = False
+        self.worked = False
+        self.failed_signatures: set = set()
         self.checked = False
 
-    def _fail(self, exc: BaseException) -> None:
-        log.warning("%s: compiled kernel unavailable (%s: %s); using the eager one", self.name,
-                    type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
-        self.failed = True
+    def _fail(self, exc: BaseException, signature) -> None:
+        what = type(exc).__name__ + (": " + str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "")
+        if self.worked:
+            self.failed_signatures.add(signature)
+            log.warning("%s: compiled kernel failed for inputs %s (%s); those run eagerly", self.name,
+                        signature, what)
+        else:
+            self.failed = True
+            log.warning("%s: compiled kernel unavailable (%s); using the eager one", self.name, what)
 
     def available(self) -> bool:
         return compile_enabled() and not self.failed
 
     def __call__(self, *args, compiled: bool = True):
         if not (compiled and self.available()):
+            return self.fn(*args)
+        signature = _signature(args)
+        if signature in self.failed_signatures:
             return self.fn(*args)
         try:
             with warnings.catch_warnings():
@@ -135,11 +162,13 @@ class CompiledFunction:
                     self.compiled = torch.compile(self.fn, **self.compile_kwargs)
                 if self.check_backward and not self.checked and torch.is_grad_enabled():
                     self._check(args)
-                return self.compiled(*args)
+                result = self.compiled(*args)
         except Exception as exc:  # pragma: no cover - platform without a working compiler
             result = self.fn(*args)  # an error of the inputs themselves is raised here, as eagerly
-            self._fail(exc)
+            self._fail(exc, signature)
             return result
+        self.worked = True
+        return result
 
     def _check(self, args) -> None:
         """Run the compiled function and its backward once on detached copies of ``args``.
