@@ -29,13 +29,13 @@ from pathlib import Path
 import common
 
 
-def snagkg_task(dataset: Path, seed: int = 1):
+def snagkg_task(dataset: Path, seed: int = 1, device: str = "cpu"):
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
-        "dataset": str(dataset), "modalities": ["structure"], "encoder.hidden": 256, "device": "cpu", "seed": seed})
+        "dataset": str(dataset), "modalities": ["structure"], "encoder.hidden": 256, "device": device, "seed": seed})
     return CompletionTask(read_openke(dataset), cfg)
 
 
@@ -79,14 +79,16 @@ def main() -> None:
     ap.add_argument("--pykeen-batch", type=int, default=None, help="PyKEEN evaluation batch size (default: its own)")
     ap.add_argument("--skip-pykeen", action="store_true")
     common.add_pykeen_norm_option(ap, default=2)
+    common.add_device_option(ap)
     ap.add_argument("--full-repeats", type=int, default=3, help="snagkg runs over the whole test split (0: skip)")
     ap.add_argument("--check", type=int, default=200, help="compare ranks with float64 on N triples (0: skip)")
     args = ap.parse_args()
 
     common.set_threads(args.threads)
     import torch
+    dev = common.check_device(args.device)
     dataset = common.prepare_dataset(Path(args.dataset_dir))
-    task = snagkg_task(dataset)
+    task = snagkg_task(dataset, device=dev)
     kg = task.kg
     n_test = len(kg.test)
     rows = []
@@ -96,7 +98,7 @@ def main() -> None:
     if not args.skip_pykeen:
         common.require_pykeen()
         from pykeen.evaluation import RankBasedEvaluator
-        model, _ = common.pykeen_rotate(kg, p=args.pykeen_norm)
+        model, _ = common.pykeen_rotate(kg, p=args.pykeen_norm, device=dev)
         model.eval()
         test = torch.from_numpy(kg.test).long()[:args.triples]
         filt = [torch.from_numpy(kg.train).long(), torch.from_numpy(kg.valid).long()]
@@ -109,35 +111,38 @@ def main() -> None:
 
     # -- first calls: snagkg traces and compiles (or loads from the inductor cache) its kernels
     base = common.rss_mb()
+    common.cuda_peak_mb(dev, reset=True)
     with common.RssSampler() as mem:
-        first = common.timed(lambda: task.evaluate("test", limit=args.triples))
+        first = common.timed(lambda: task.evaluate("test", limit=args.triples), dev)
     common.log(f"snagkg first call ({args.triples} triples): {first:.2f}s")
     # -- warm runs, alternating the two libraries so that a change in machine load hits both
     snag, pk = [], []
     for r in range(args.repeats):
         with common.RssSampler() as m:
-            snag.append(common.timed(lambda: task.evaluate("test", limit=args.triples)))
+            snag.append(common.timed(lambda: task.evaluate("test", limit=args.triples), dev))
         mem.peak = max(mem.peak, m.peak)
         msg = f"round {r + 1}: snagkg {snag[-1]:.3f}s"
         if pykeen_eval is not None:
-            pk.append(common.timed(pykeen_eval))
+            pk.append(common.timed(pykeen_eval, dev))
             msg += f", PyKEEN {pk[-1]:.2f}s ({pk[-1] / snag[-1]:.1f}x)"
         common.log(msg)
     snag_peak = mem.peak - base
-    full, full_peak = [], float("nan")
+    gpu_peak = common.cuda_peak_mb(dev, reset=True)  # PyKEEN's evaluation included
+    full, full_peak, full_gpu = [], float("nan"), float("nan")
     if args.full_repeats:
         with common.RssSampler() as mem:
             for _ in range(args.full_repeats):
-                full.append(common.timed(lambda: task.evaluate("test")))
+                full.append(common.timed(lambda: task.evaluate("test"), dev))
                 common.log(f"snagkg whole test split ({n_test} triples): {full[-1]:.2f}s")
         full_peak = mem.peak - base
+        full_gpu = common.cuda_peak_mb(dev)
 
     check = check_against_reference(task, args.check) if args.check else ""
 
     both = f"{args.triples} test triples x 2 sides"
     rows.append({"system": "snagkg (compiled kernels)", "queries": both, "first call s": first,
                  "median s": common.median(snag), "runs s": " ".join(f"{t:.3f}" for t in snag),
-                 "peak extra RSS MiB": snag_peak})
+                 "peak extra RSS MiB": snag_peak, "peak CUDA MiB": gpu_peak})
     if pk:
         rows[-1]["PyKEEN / snagkg"] = common.median(pk) / common.median(snag)
         rows[-1]["median per-run speed-up"] = common.median(p / s for p, s in zip(pk, snag))
@@ -146,10 +151,11 @@ def main() -> None:
     if full:
         rows.append({"system": "snagkg (compiled kernels)", "queries": f"whole test split, {n_test} x 2",
                      "median s": common.median(full), "runs s": " ".join(f"{t:.2f}" for t in full),
-                     "peak extra RSS MiB": full_peak})
-    cols = ["system", "queries", "first call s", "median s", "runs s", "peak extra RSS MiB", "PyKEEN / snagkg",
-            "median per-run speed-up"]
-    print(f"\nDB15K filtered ranking ({kg.num_entities} entities, both sides, realistic ties); {common.environment()}")
+                     "peak extra RSS MiB": full_peak, "peak CUDA MiB": full_gpu})
+    cols = ["system", "queries", "first call s", "median s", "runs s", "peak extra RSS MiB"] + (
+        ["peak CUDA MiB"] if dev.startswith("cuda") else []) + ["PyKEEN / snagkg", "median per-run speed-up"]
+    print(f"\nDB15K filtered ranking ({kg.num_entities} entities, both sides, realistic ties) on {dev}; "
+          f"{common.environment()}")
     print(common.table(rows, cols))
     print(f"process peak RSS {common.peak_rss_mb():.0f} MiB (includes PyKEEN)")
     if check:

@@ -31,7 +31,7 @@ from pathlib import Path
 import common
 
 
-def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, **overrides):
+def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, device: str = "cpu", **overrides):
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
@@ -39,7 +39,7 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, **ove
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
-        "device": "cpu", "seed": seed, **overrides})
+        "device": device, "seed": seed, **overrides})
     task = CompletionTask(read_openke(dataset), cfg)
     t = cfg.train
     return Trainer(task, folder, epochs=10_000, eval_every=t.eval_every, patience=t.patience, seed=seed,
@@ -47,12 +47,14 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, **ove
 
 
 class PyKEENRun:
-    def __init__(self, kg, seed: int = 1, sampler: str = "bernoulli", filtered: bool = True, p: int = 2):
+    def __init__(self, kg, seed: int = 1, sampler: str = "bernoulli", filtered: bool = True, p: int = 2,
+                 device: str = "cpu"):
         import torch
         from pykeen.training import SLCWATrainingLoop
         from pykeen.training.callbacks import TrainingCallback
 
-        self.model, self.tf = common.pykeen_rotate(kg, seed=seed, p=p)
+        self.model, self.tf = common.pykeen_rotate(kg, seed=seed, p=p, device=device)
+        self.device = device
         opt = torch.optim.Adam(self.model.get_grad_params(), lr=1e-4)
         self.loop = SLCWATrainingLoop(model=self.model, triples_factory=self.tf, optimizer=opt,
                                       negative_sampler=sampler,
@@ -63,9 +65,11 @@ class PyKEENRun:
         class EpochTimer(TrainingCallback):
             def pre_batch(self, **kwargs):
                 if run._start is None:
+                    common.synchronize(run.device)
                     run._start = time.perf_counter()
 
             def post_epoch(self, epoch, epoch_loss, **kwargs):
+                common.synchronize(run.device)
                 run._seconds = time.perf_counter() - run._start
                 run.loss = epoch_loss
 
@@ -93,7 +97,9 @@ def main() -> None:
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
     common.add_pykeen_norm_option(ap, default=2)
+    common.add_device_option(ap)
     args = ap.parse_args()
+    dev = common.check_device(args.device)
 
     common.set_threads(args.threads)
     configs = {"structure": (["structure"], {}), "snag": (["structure", "relation", "text"], {}),
@@ -110,17 +116,20 @@ def main() -> None:
     if not args.skip_pykeen:
         common.require_pykeen()
         systems["PyKEEN 1.11 RotatE"] = PyKEENRun(kg, sampler=args.pykeen_sampler,
-                                                  filtered=not args.pykeen_unfiltered, p=args.pykeen_norm)
+                                                  filtered=not args.pykeen_unfiltered, p=args.pykeen_norm,
+                                                  device=dev)
     for c in chosen:
         mods, overrides = configs[c]
-        systems[f"snagkg {c} ({'+'.join(mods)})"] = snagkg_trainer(dataset, mods, tmp / c, **overrides)
+        systems[f"snagkg {c} ({'+'.join(mods)})"] = snagkg_trainer(dataset, mods, tmp / c, device=dev, **overrides)
 
     def one_epoch(name, sys_):
         if isinstance(sys_, PyKEENRun):
             return sys_.epoch(), sys_.loss
         sys_.state.epoch += 1
+        common.synchronize(dev)
         t0 = time.perf_counter()
         loss = sys_._epoch(sys_.state.epoch)
+        common.synchronize(dev)
         return time.perf_counter() - t0, loss
 
     common.log(common.environment())
@@ -149,9 +158,10 @@ def main() -> None:
     cols = ["system", "first epoch s", "median epoch s", "epochs s"] + (
         ["ratio of medians", "median per-round ratio"] if ref else [])
     print(f"\nDB15K, one training epoch ({len(kg.train)} triples, batch 1024, 32 negatives), "
-          f"{args.rounds} rounds; {common.environment()}")
+          f"{args.rounds} rounds, on {dev}; {common.environment()}")
     print(common.table(rows, cols))
-    print(f"peak RSS {common.peak_rss_mb():.0f} MiB")
+    gpu = common.cuda_peak_mb(dev)
+    print(f"peak RSS {common.peak_rss_mb():.0f} MiB" + ("" if gpu != gpu else f", peak CUDA {gpu:.0f} MiB"))
 
 
 if __name__ == "__main__":

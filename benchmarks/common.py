@@ -20,7 +20,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DB15K = ROOT.parent / "shared" / "data" / "mkgc" / "DB15K"
+#: DB15K's OpenKE files: ../shared/data/mkgc/DB15K beside the project, or $SNAGKG_BENCH_DATA (a GPU machine,
+#: where ../shared does not travel: benchmarks/gpu_check.sh)
+SHARED_DB15K = Path(os.environ.get("SNAGKG_BENCH_DATA") or ROOT.parent / "shared" / "data" / "mkgc" / "DB15K")
 OPENKE_FILES = ("entity2id.txt", "relation2id.txt", "train2id.txt", "valid2id.txt", "test2id.txt")
 
 
@@ -66,8 +68,38 @@ def require_pykeen():
         raise SystemExit("PyKEEN is not installed: pip install -e '.[bench]' (pykeen==1.11.*)") from None
 
 
+def add_device_option(ap) -> None:
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default) or cuda[:N]: where both libraries run; CUDA timings synchronise "
+                         "the device before reading the clock, and peak memory is then the device's")
+
+
+def check_device(name: str) -> str:
+    import torch
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available (torch {torch.__version__})")
+    return name
+
+
+def synchronize(device: Optional[str]) -> None:
+    if device and str(device).startswith("cuda"):
+        import torch
+        torch.cuda.synchronize(device)
+
+
+def cuda_peak_mb(device: Optional[str], reset: bool = False) -> float:
+    """The device's peak allocated memory since the last reset (MiB); NaN off CUDA."""
+    if not (device and str(device).startswith("cuda")):
+        return float("nan")
+    import torch
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    if reset:
+        torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
 def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float = 2.0, seed: int = 1,
-                  p: int = 2):
+                  p: int = 2, device: str = "cpu"):
     """PyKEEN's RotatE (``embedding_dim`` complex numbers) with the NSSA loss, on ``kg``'s train triples.
 
     ``p``: the norm of ``h o r - t``. PyKEEN's default is 2 (the L2 norm of the complex
@@ -85,7 +117,7 @@ def pykeen_rotate(kg, dim: int = 128, margin: float = 12.0, temperature: float =
                    loss=NSSALoss(margin=margin, adversarial_temperature=temperature), random_seed=seed)
     if p != 2:
         model.interaction = _rotate_interaction_p(p)
-    return model, tf
+    return model.to(device), tf
 
 
 def add_pykeen_norm_option(parser, default: int) -> None:
@@ -147,10 +179,13 @@ def median(xs: Iterable[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object], device: Optional[str] = None) -> float:
+    """Seconds ``fn`` takes (on CUDA, until the device has finished its work)."""
     gc.collect()
+    synchronize(device)
     t0 = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -219,7 +254,8 @@ def environment() -> str:
     except Exception:
         pk = "not installed"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"python {platform.python_version()}, torch {torch.__version__}, pykeen {pk}, "
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"python {platform.python_version()}, torch {torch.__version__}{gpu}, pykeen {pk}, "
             f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load:.1f}, "
             f"SNAGKG_COMPILE={os.environ.get('SNAGKG_COMPILE', '1')}")
 

@@ -25,12 +25,14 @@ def requested_devices(config) -> list:
 
 
 def pytest_generate_tests(metafunc):
-    """``device``: each requested device (``--device``); CUDA ones skip where CUDA is unavailable."""
+    """``device``: each requested device (``--device``), marked ``device`` (``-m device`` selects these
+    tests); CUDA ones skip where CUDA is unavailable."""
     if "device" in metafunc.fixturenames:
         no_cuda = not torch.cuda.is_available()
         metafunc.parametrize("device", [
-            pytest.param(d, marks=pytest.mark.skipif(d.startswith("cuda") and no_cuda,
-                                                     reason=f"--device {d}: CUDA is not available"))
+            pytest.param(d, marks=[pytest.mark.device,
+                                   pytest.mark.skipif(d.startswith("cuda") and no_cuda,
+                                                      reason=f"--device {d}: CUDA is not available")])
             for d in requested_devices(metafunc.config)])
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
