@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,14 @@ def requested_devices(config) -> list:
     names = [d.strip() for d in str(config.getoption("--device")).split(",") if d.strip()]
     if names in ([], ["auto"]):
         names = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    bad = [d for d in names if not re.fullmatch(r"cpu|cuda(:\d+)?", d)]
+    if bad:
+        raise pytest.UsageError(f"--device {','.join(bad)}: expected auto, cpu, cuda or cuda:N")
     return names
+
+
+def pytest_configure(config):
+    requested_devices(config)  # a bad --device is a usage error before collection
 
 
 def pytest_generate_tests(metafunc):
@@ -34,6 +42,7 @@ def pytest_generate_tests(metafunc):
                                    pytest.mark.skipif(d.startswith("cuda") and no_cuda,
                                                       reason=f"--device {d}: CUDA is not available")])
             for d in requested_devices(metafunc.config)])
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
