@@ -153,7 +153,7 @@ def main() -> None:
                      "median s": common.median(full), "runs s": " ".join(f"{t:.2f}" for t in full),
                      "peak extra RSS MiB": full_peak, "peak CUDA MiB": full_gpu})
     cols = ["system", "queries", "first call s", "median s", "runs s", "peak extra RSS MiB"] + (
-        ["peak CUDA MiB"] if dev.startswith("cuda") else []) + ["PyKEEN / snagkg", "median per-run speed-up"]
+        ["peak CUDA MiB"] if common.is_cuda(dev) else []) + ["PyKEEN / snagkg", "median per-run speed-up"]
     print(f"\nDB15K filtered ranking ({kg.num_entities} entities, both sides, realistic ties) on {dev}; "
           f"{common.environment()}")
     print(common.table(rows, cols))

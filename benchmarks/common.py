@@ -74,22 +74,26 @@ def add_device_option(ap) -> None:
                          "the device before reading the clock, and peak memory is then the device's")
 
 
+def is_cuda(device: Optional[str]) -> bool:
+    return bool(device) and str(device).startswith("cuda")
+
+
 def check_device(name: str) -> str:
     import torch
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if is_cuda(name) and not torch.cuda.is_available():
         raise SystemExit(f"--device {name}: CUDA is not available (torch {torch.__version__})")
     return name
 
 
 def synchronize(device: Optional[str]) -> None:
-    if device and str(device).startswith("cuda"):
+    if is_cuda(device):
         import torch
         torch.cuda.synchronize(device)
 
 
 def cuda_peak_mb(device: Optional[str], reset: bool = False) -> float:
     """The device's peak allocated memory since the last reset (MiB); NaN off CUDA."""
-    if not (device and str(device).startswith("cuda")):
+    if not is_cuda(device):
         return float("nan")
     import torch
     peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
