@@ -25,8 +25,10 @@ def test_training_step_equals_naive_scoring(tiny_dataset, device):
     assert torch.allclose(loss.detach(), ref, atol=1e-5)
 
 
-def _first_step_moves(tiny_dataset, scale, encoder_scale=None):
+def _first_step_moves(tiny_dataset, scale, encoder_scale=None, relation_scale=None):
     overrides = {"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6, "train.lr": 1e-3}
+    if relation_scale is not None:
+        overrides["completion.relation_lr_scale"] = relation_scale
     if scale is not None:
         overrides["completion.embedding_lr_scale"] = scale
     if encoder_scale is not None:
@@ -60,3 +62,12 @@ def test_encoder_lr_scale_slows_down_the_encoder_only(tiny_dataset):
     rest = [v for n, v in moved.items() if not n.startswith("encoder.") and v > 0]
     assert enc and max(enc) < 1.1e-4
     assert abs(moved["entity"] - 1e-3) < 1e-4 and max(rest) > 9e-4
+
+
+def test_relation_lr_scale_slows_down_the_relation_phases_only(tiny_dataset):
+    opt, moved = _first_step_moves(tiny_dataset, None, relation_scale=0.05)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-3, 5e-5]
+    assert 0 < moved["scorer.relation"] < 5.5e-5
+    assert abs(moved["entity"] - 1e-3) < 1e-4
+    enc = [v for n, v in moved.items() if n.startswith("encoder.") and v > 0]
+    assert enc and max(enc) > 9e-4

@@ -47,7 +47,8 @@ def test_unknown_key_names_closest(tmp_path):
 
 @pytest.mark.parametrize("override,text", [({"train.lr": -1.0}, "lr"), ({"noise.ratio": 1.5}, "ratio"),
                                            ({"encoder.readout": "nope"}, "readout"),
-                                           ({"completion.embedding_lr_scale": 0.0}, "embedding_lr_scale")])
+                                           ({"completion.embedding_lr_scale": 0.0}, "embedding_lr_scale"),
+                                           ({"completion.relation_lr_scale": -1.0}, "relation_lr_scale")])
 def test_out_of_range(override, text):
     with pytest.raises(SnagError, match=text):
         C.resolve(overrides=override)

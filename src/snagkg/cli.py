@@ -35,6 +35,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "encoder.readout": a.readout, "encoder.hidden": a.hidden,
         "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
         "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
+        "completion.relation_lr_scale": getattr(a, "relation_lr_scale", None),
     }
     if getattr(a, "no_fusion", False):
         o["encoder.fusion"] = False
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="completion: learning rate of the structure embedding table as a multiple of --lr")
     t.add_argument("--encoder-lr-scale", type=float,
                    help="completion: learning rate of the encoder (projections, fusion) as a multiple of --lr")
+    t.add_argument("--relation-lr-scale", type=float,
+                   help="completion: learning rate of the scorer's relation parameters as a multiple of --lr")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-every", type=int)
     t.add_argument("--patience", type=int)

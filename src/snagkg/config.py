@@ -111,9 +111,13 @@ class CompletionConfig:
     embedding_lr_scale: float = 1.0
     # learning rate of the encoder (projections, fusion layers, readout), relative to train.lr
     encoder_lr_scale: float = 1.0
+    # learning rate of the scorer's relation parameters (RotatE: phases stored in
+    # [-range, range], range = (margin + 2) / k, so one unit of step turns a relation by
+    # pi / range radians), relative to train.lr
+    relation_lr_scale: float = 1.0
 
     def check(self) -> None:
-        for name in ("embedding_lr_scale", "encoder_lr_scale"):
+        for name in ("embedding_lr_scale", "encoder_lr_scale", "relation_lr_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigValueError(f"completion.{name} must be positive, got {getattr(self, name)}",
                                        f"completion.{name}")

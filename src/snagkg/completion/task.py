@@ -56,13 +56,14 @@ class CompletionTask:
     def make_optimizer(self):
         lr, comp, m = self.cfg.train.lr, self.cfg.completion, self.model
         params: Any = list(m.parameters())
-        if comp.embedding_lr_scale != 1.0 or comp.encoder_lr_scale != 1.0:
+        if (comp.embedding_lr_scale, comp.encoder_lr_scale, comp.relation_lr_scale) != (1.0, 1.0, 1.0):
             # groups: the entity table, the encoder, the rest (the scorer's relation parameters);
-            # one group when both scales are 1, so that older checkpoints resume
+            # one group when every scale is 1, so that older checkpoints resume
             encoder = {id(p) for p in m.encoder.parameters()}
             params = [{"params": [m.entity], "lr": lr * comp.embedding_lr_scale},
                       {"params": [p for p in params if id(p) in encoder], "lr": lr * comp.encoder_lr_scale},
-                      {"params": [p for p in params if p is not m.entity and id(p) not in encoder]}]
+                      {"params": [p for p in params if p is not m.entity and id(p) not in encoder],
+                       "lr": lr * comp.relation_lr_scale}]
             params = [g for g in params if g["params"]]
         opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=self.cfg.train.weight_decay)
         return opt, None
