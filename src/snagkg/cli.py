@@ -36,6 +36,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
         "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
         "completion.relation_lr_scale": getattr(a, "relation_lr_scale", None),
+        "completion.structure_residual": True if getattr(a, "structure_residual", False) else None,
     }
     if getattr(a, "no_fusion", False):
         o["encoder.fusion"] = False
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="completion: learning rate of the encoder (projections, fusion) as a multiple of --lr")
     t.add_argument("--relation-lr-scale", type=float,
                    help="completion: learning rate of the scorer's relation parameters as a multiple of --lr")
+    t.add_argument("--structure-residual", action="store_true",
+                   help="completion: add the structure embedding row to the fused vector (SNAG's fusion "
+                        "plugged into RotatE)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-every", type=int)
     t.add_argument("--patience", type=int)

@@ -115,6 +115,10 @@ class CompletionConfig:
     # [-range, range], range = (margin + 2) / k, so one unit of step turns a relation by
     # pi / range radians), relative to train.lr
     relation_lr_scale: float = 1.0
+    # add the (noised) structure embedding row to the fused vector: RotatE's free entity vector
+    # plus the encoder's fusion of every modality (SNAG's fusion as a plug-in to RotatE, SPEC
+    # section 6); needs the fusion encoder and the structure modality
+    structure_residual: bool = False
 
     def check(self) -> None:
         for name in ("embedding_lr_scale", "encoder_lr_scale", "relation_lr_scale"):

@@ -46,6 +46,9 @@ class CompletionModel(nn.Module):
         # (Without the encoder the embedding itself is initialised in RotatE's range: scale 1.)
         self.output_scale = (self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
                              if enc.fusion else 1.0)
+        self.structure_residual = bool(comp.structure_residual and enc.fusion)
+        if self.structure_residual and "structure" not in self.modalities:
+            raise ValueError("completion.structure_residual needs the structure modality")
 
     def table(self, m: str) -> torch.Tensor:
         return self.entity if m == "structure" else getattr(self, f"feat_{m}")
@@ -82,7 +85,20 @@ class CompletionModel(nn.Module):
 
     def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Fused entity vectors ``[N, width]`` scaled for the scorer (all entities by default)."""
-        return self.fuse(index).vector * self.output_scale
+        inputs = self.inputs()
+        v = self.encoder(inputs, index).vector * self.output_scale
+        return v + self._residual(inputs, index) if self.structure_residual else v
+
+    def vectors(self, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """:meth:`entity_vectors` of every entity through the encoder's readout-only path
+        (``dtype``: the frozen tables' precision; call under the matching autocast)."""
+        inputs = self.inputs(dtype)
+        v = self.encoder.vectors(inputs, scale=self.output_scale)
+        return v.float() + self._residual(inputs, None) if self.structure_residual else v
+
+    def _residual(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
+        x = inputs["structure"]
+        return x if index is None else x.index_select(0, index)
 
     @torch.no_grad()
     def modality_weights(self) -> torch.Tensor:
