@@ -249,12 +249,16 @@ def run_pykeen(args, out: Path) -> dict:
 
 def table(results) -> str:
     rows = []
+
+    def pct(x):  # metrics in % to two decimals (common.table's 3 significant digits would drop them)
+        return f"{100 * x:.2f}"
+
     for r in results:
         tr, to = r["test"], r["test_optimistic"]
-        rows.append({"system": r["system"], "MRR": 100 * tr["mrr"], "H@1": 100 * tr["hits@1"],
-                     "H@3": 100 * tr["hits@3"], "H@10": 100 * tr["hits@10"], "MRR opt.": 100 * to["mrr"],
-                     "H@1 opt.": 100 * to["hits@1"], "H@10 opt.": 100 * to["hits@10"],
-                     "valid MRR": 100 * r["valid"]["mrr"], "epochs (best)": f"{r['epochs_run']} ({r['best_epoch']})",
+        rows.append({"system": r["system"], "MRR": pct(tr["mrr"]), "H@1": pct(tr["hits@1"]),
+                     "H@3": pct(tr["hits@3"]), "H@10": pct(tr["hits@10"]), "MRR opt.": pct(to["mrr"]),
+                     "H@1 opt.": pct(to["hits@1"]), "H@10 opt.": pct(to["hits@10"]),
+                     "valid MRR": pct(r["valid"]["mrr"]), "epochs (best)": f"{r['epochs_run']} ({r['best_epoch']})",
                      "s/epoch": r["epoch_seconds"], "train min": r["train_seconds"] / 60})
     cols = ["system", "MRR", "H@1", "H@3", "H@10", "MRR opt.", "H@1 opt.", "H@10 opt.", "valid MRR",
             "epochs (best)", "s/epoch", "train min"]

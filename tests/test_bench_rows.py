@@ -39,3 +39,11 @@ def test_snag_rows_differ_only_in_the_noise(dataset):
     assert list(snag.modalities) == list(off.modalities) == ["structure", "text"]
     assert snag.noise.structure_scale == off.noise.structure_scale == 0.5
     assert snag.encoder == off.encoder and snag.train == off.train
+
+
+def test_the_printed_table_keeps_two_decimals():
+    m = {"mrr": 0.340474, "hits@1": 0.2845, "hits@3": 0.36464, "hits@10": 0.44431}
+    row = {"system": "s", "test": m, "test_optimistic": m, "valid": {"mrr": 0.3295}, "epochs_run": 300,
+           "best_epoch": 290, "epoch_seconds": 2.2, "train_seconds": 781.8}
+    line = bench_mkgc.table([row]).splitlines()[2]
+    assert "| 34.05 " in line and "| 28.45 " in line and "| 32.95 " in line
