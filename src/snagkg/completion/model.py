@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder, NoFusion
+from ..errors import SnagError
 from ..features.tables import FeatureTable, register_buffers
 from ..noise import NoisedTables, modality_noises
 from .scorers import SCORERS
@@ -48,7 +49,8 @@ class CompletionModel(nn.Module):
                              if enc.fusion else 1.0)
         self.structure_residual = bool(comp.structure_residual and enc.fusion)
         if self.structure_residual and "structure" not in self.modalities:
-            raise ValueError("completion.structure_residual needs the structure modality")
+            raise SnagError("completion.structure_residual (--structure-residual) needs the structure modality; "
+                            f"the run uses {', '.join(self.modalities)}")
 
     def table(self, m: str) -> torch.Tensor:
         return self.entity if m == "structure" else getattr(self, f"feat_{m}")

@@ -45,9 +45,6 @@ class CompletionTask:
         self.kg, self.cfg = kg, cfg
         self.device = device or select_device(cfg.device)
         self.modalities = resolve_modalities(kg, cfg.modalities)
-        if cfg.completion.structure_residual and "structure" not in self.modalities:
-            raise SnagError("completion.structure_residual (--structure-residual) needs the structure modality; "
-                            f"the run uses {', '.join(self.modalities)}")
         torch.manual_seed(cfg.seed)  # parameter initialisation
         self.model = CompletionModel(kg.num_entities, kg.num_relations, kg.features, self.modalities, cfg).to(self.device)
         self.train_triples = torch.from_numpy(kg.train).long()
