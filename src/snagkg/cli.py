@@ -37,6 +37,7 @@ def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
         "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
         "completion.relation_lr_scale": getattr(a, "relation_lr_scale", None),
         "completion.structure_residual": True if getattr(a, "structure_residual", False) else None,
+        "completion.residual_gate": True if getattr(a, "residual_gate", False) else None,
     }
     if getattr(a, "no_fusion", False):
         o["encoder.fusion"] = False
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--structure-residual", action="store_true",
                    help="completion: add the structure embedding row to the fused vector (SNAG's fusion "
                         "plugged into RotatE)")
+    t.add_argument("--residual-gate", action="store_true",
+                   help="completion, with --structure-residual: scale the fused vector by a learned gate "
+                        "that starts at 0, so training starts from plain RotatE")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-every", type=int)
     t.add_argument("--patience", type=int)

@@ -119,12 +119,20 @@ class CompletionConfig:
     # plus the encoder's fusion of every modality (SNAG's fusion as a plug-in to RotatE, SPEC
     # section 6); needs the fusion encoder and the structure modality
     structure_residual: bool = False
+    # with structure_residual: multiply the fused vector by a learned scalar gate that starts
+    # at 0 (ReZero), so training starts from plain RotatE and the encoder's share grows only
+    # as far as the loss asks for it
+    residual_gate: bool = False
 
     def check(self) -> None:
         for name in ("embedding_lr_scale", "encoder_lr_scale", "relation_lr_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigValueError(f"completion.{name} must be positive, got {getattr(self, name)}",
                                        f"completion.{name}")
+        if self.residual_gate and not self.structure_residual:
+            raise ConfigValueError("completion.residual_gate (--residual-gate) gates the fused vector added to the "
+                                   "structure row: it needs completion.structure_residual (--structure-residual)",
+                                   "completion.residual_gate")
         if not self.margin > 0:
             raise ConfigValueError(f"completion.margin must be positive, got {self.margin}", "completion.margin")
         if self.adversarial_temperature < 0:

@@ -51,6 +51,8 @@ class CompletionModel(nn.Module):
         if self.structure_residual and "structure" not in self.modalities:
             raise SnagError("completion.structure_residual (--structure-residual) needs the structure modality; "
                             f"the run uses {', '.join(self.modalities)}")
+        # the learned share of the fused vector (completion.residual_gate); None: a fixed 1
+        self.gate = nn.Parameter(torch.zeros(())) if self.structure_residual and comp.residual_gate else None
 
     def table(self, m: str) -> torch.Tensor:
         return self.entity if m == "structure" else getattr(self, f"feat_{m}")
@@ -89,14 +91,17 @@ class CompletionModel(nn.Module):
         """Fused entity vectors ``[N, width]`` scaled for the scorer (all entities by default)."""
         inputs = self.inputs()
         v = self.encoder(inputs, index).vector * self.output_scale
-        return v + self._residual(inputs, index) if self.structure_residual else v
+        return self._gated(v) + self._residual(inputs, index) if self.structure_residual else v
 
     def vectors(self, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """:meth:`entity_vectors` of every entity through the encoder's readout-only path
         (``dtype``: the frozen tables' precision; call under the matching autocast)."""
         inputs = self.inputs(dtype)
         v = self.encoder.vectors(inputs, scale=self.output_scale)
-        return v.float() + self._residual(inputs, None) if self.structure_residual else v
+        return self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
+
+    def _gated(self, v: torch.Tensor) -> torch.Tensor:
+        return v if self.gate is None else v * self.gate
 
     def _residual(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
         x = inputs["structure"]

@@ -57,9 +57,9 @@ class CompletionTask:
         lr, comp, m = self.cfg.train.lr, self.cfg.completion, self.model
         params: Any = list(m.parameters())
         if (comp.embedding_lr_scale, comp.encoder_lr_scale, comp.relation_lr_scale) != (1.0, 1.0, 1.0):
-            # groups: the entity table, the encoder, the rest (the scorer's relation parameters);
-            # one group when every scale is 1, so that older checkpoints resume
-            encoder = {id(p) for p in m.encoder.parameters()}
+            # groups: the entity table, the encoder (and its residual gate), the rest (the scorer's
+            # relation parameters); one group when every scale is 1, so that older checkpoints resume
+            encoder = {id(p) for p in m.encoder.parameters()} | ({id(m.gate)} if m.gate is not None else set())
             params = [{"params": [m.entity], "lr": lr * comp.embedding_lr_scale},
                       {"params": [p for p in params if id(p) in encoder], "lr": lr * comp.encoder_lr_scale},
                       {"params": [p for p in params if p is not m.entity and id(p) not in encoder],
