@@ -246,6 +246,7 @@ CLI_CASES = [
     pytest.param(["--modalities", "structure,sound"], "'sound' is not available", id="unknown-modality"),
     pytest.param(["--ties", "pessimistic"], "--ties", id="bad-ties-choice"),
     pytest.param(["--device", "tpu"], "device must be", id="bad-device"),
+    pytest.param(["--residual-gate"], "--residual-gate: completion.residual_gate", id="gate-without-residual"),
 ]
 
 

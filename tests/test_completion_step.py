@@ -111,3 +111,42 @@ def test_structure_residual_needs_the_structure_modality(tiny_dataset):
     from snagkg.errors import SnagError
     with pytest.raises(SnagError, match="needs the structure modality"):
         _residual_task(tiny_dataset, True, modalities=["image"])
+
+
+def test_residual_gate_starts_from_plain_rotate_and_learns_the_encoders_share(tiny_dataset):
+    """With the gate the model is plain RotatE at step 0; the loss moves the gate off 0,
+    and from then on the encoder trains too."""
+    task = _residual_task(tiny_dataset, True, **{"completion.residual_gate": True, "train.lr": 1e-2})
+    m = task.model
+    assert m.gate is not None and m.gate.item() == 0.0
+    assert torch.equal(task.entity_vectors(), m.entity.detach())  # exactly the structure rows
+    m.eval()
+    opt, _ = task.make_optimizer()
+    enc = [p for p in m.encoder.parameters()]
+    task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
+    assert m.gate.grad is not None and float(m.gate.grad.abs()) > 0
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0 for p in enc)  # gate 0: no signal yet
+    opt.step()
+    assert abs(m.gate.item()) > 5e-3
+    opt.zero_grad()
+    task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in enc)
+    with torch.no_grad():  # both paths apply the gate
+        fused = m.encoder(m.inputs()).vector * m.output_scale
+        assert torch.allclose(m.vectors(), fused * m.gate + m.entity, atol=1e-5)
+        assert torch.allclose(m.entity_vectors(torch.tensor([2, 5])), (fused * m.gate + m.entity)[[2, 5]],
+                              atol=1e-5)
+
+
+def test_residual_gate_trains_with_the_encoder_and_needs_the_residual(tiny_dataset):
+    import pytest
+
+    from snagkg.errors import SnagError
+    task = _residual_task(tiny_dataset, True, **{"completion.residual_gate": True,
+                                                 "completion.encoder_lr_scale": 0.5})
+    opt, _ = task.make_optimizer()
+    (group,) = [g for g in opt.param_groups if any(p is task.model.gate for p in g["params"])]
+    assert group["lr"] == 0.5 * task.cfg.train.lr
+    assert _residual_task(tiny_dataset, True).model.gate is None  # off by default: older runs load as before
+    with pytest.raises(SnagError, match="needs completion.structure_residual"):
+        _residual_task(tiny_dataset, False, **{"completion.residual_gate": True})
