@@ -129,7 +129,9 @@ def test_no_fusion_cli_run_and_errors(tiny_dataset, fast_config, tmp_path, capsy
     assert json.loads(capsys.readouterr().out)["mrr"] == res["test"]["mrr"]
     for extra, message in ((["--no-fusion"], "needs --modalities structure"),
                            (["--modalities", "structure,image", "--no-fusion"], "needs --modalities structure"),
-                           (["--task", "alignment", "--modalities", "structure", "--no-fusion"], "completion task only")):
+                           (["--task", "alignment", "--modalities", "structure", "--no-fusion"], "completion task only"),
+                           (["--modalities", "structure", "--no-fusion", "--structure-residual"],
+                            "needs the fusion encoder")):
         bad = tmp_path / "bad"
         assert main(args + ["--output", str(bad)] + extra) == 2
         err = capsys.readouterr().err

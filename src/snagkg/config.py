@@ -226,6 +226,10 @@ class RunConfig:
                 raise ConfigValueError("encoder.fusion false (no encoder) needs --modalities structure: without the "
                                        "fusion encoder there is no way to use feature modalities", "encoder.fusion",
                                        "modalities")
+            if self.completion.structure_residual:
+                raise ConfigValueError("completion.structure_residual adds the structure row to the fused vector: "
+                                       "it needs the fusion encoder (drop --no-fusion or --structure-residual)",
+                                       "completion.structure_residual", "encoder.fusion")
         if self.precision != "fp32" and self.task != "completion":
             raise ConfigValueError(f"precision {self.precision} is available for the completion task only",
                                    "precision")
