@@ -19,7 +19,7 @@ from torch import nn
 from . import kernels
 from .registry import Registry
 
-READOUTS: "Registry[type]" = Registry("readout")
+from .registry import READOUTS  # in registry.py: the config checks readout names against it
 #: what goes between stacked projection layers (see :class:`Projection`)
 PROJECTION_ACTIVATIONS = ("none", "gelu")
 

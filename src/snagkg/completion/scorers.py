@@ -16,7 +16,7 @@ from .. import kernels
 from ..registry import Registry
 from .loss import self_adversarial_loss
 
-SCORERS: "Registry[type]" = Registry("scorer")
+from ..registry import SCORERS  # in registry.py: the config checks scorer names against it
 
 
 #: below this squared modulus a complex coordinate counts as 0 (its gradient is 0, not nan)
