@@ -85,7 +85,6 @@ def test_native_bf16_probe_reads_the_cpu_flags(monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--precision", "fp16"], "invalid choice"),
-    (["--task", "alignment", "--precision", "bf16"], "completion task only"),
 ])
 def test_bad_precision_is_one_line_error(tmp_path, capsys, args, message):
     out = tmp_path / "run"
@@ -93,6 +92,16 @@ def test_bad_precision_is_one_line_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_precision_and_no_fusion_are_not_completion_only():
+    """Both tasks take ``precision: bf16`` and ``encoder.fusion: false`` (with structure alone)."""
+    cfg = snagkg.resolve_config(overrides={"task": "alignment", "precision": "bf16"})
+    assert (cfg.task, cfg.precision) == ("alignment", "bf16")
+    cfg = snagkg.resolve_config(overrides={"task": "alignment", "modalities": "structure", "encoder.fusion": False})
+    assert not cfg.encoder.fusion and cfg.modalities == ("structure",)
+    with pytest.raises(snagkg.SnagError, match="needs --modalities structure"):
+        snagkg.resolve_config(overrides={"task": "alignment", "encoder.fusion": False})
 
 
 def test_precision_from_yaml_is_checked(tmp_path):
@@ -129,7 +138,6 @@ def test_no_fusion_cli_run_and_errors(tiny_dataset, fast_config, tmp_path, capsy
     assert json.loads(capsys.readouterr().out)["mrr"] == res["test"]["mrr"]
     for extra, message in ((["--no-fusion"], "needs --modalities structure"),
                            (["--modalities", "structure,image", "--no-fusion"], "needs --modalities structure"),
-                           (["--task", "alignment", "--modalities", "structure", "--no-fusion"], "completion task only"),
                            (["--modalities", "structure", "--no-fusion", "--structure-residual"],
                             "needs the fusion encoder")):
         bad = tmp_path / "bad"

@@ -18,6 +18,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import RunConfig, resolve as resolve_config  # noqa: E402
+# the task config sections register themselves with snagkg.config, and the registries the
+# config checks names against (snagkg.registry) fill as the encoder and the scorers load
+from .completion import config as _completion_config  # noqa: E402,F401
+from .alignment import config as _alignment_config  # noqa: E402,F401
+from . import encoder as _encoder  # noqa: E402,F401
+from .completion import scorers as _scorers  # noqa: E402,F401
 from .errors import SnagError  # noqa: E402
 from .noise import ModalityNoise, gauss_modality_noise  # noqa: E402
 from .results import Results  # noqa: E402

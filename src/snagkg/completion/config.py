@@ -1,0 +1,62 @@
+"""The ``completion`` config section and its rules, registered with :func:`snagkg.config.register_task`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ConfigValueError, RunConfig, Section, register_task
+from ..registry import SCORERS
+
+
+@dataclass(frozen=True)
+class CompletionConfig(Section):
+    """Multi-modal knowledge graph completion (SPEC section 4; ``snagkg.completion``)."""
+    scorer: str = "rotate"          # a name in snagkg.registry.SCORERS
+    margin: float = 12.0            # gamma
+    adversarial_temperature: float = 2.0   # alpha
+    filter_negatives: bool = True
+    # learning rate of the trainable structure embedding table, relative to train.lr
+    embedding_lr_scale: float = 1.0
+    # learning rate of the encoder (projections, fusion layers, readout), relative to train.lr
+    encoder_lr_scale: float = 1.0
+    # learning rate of the scorer's relation parameters (RotatE: phases stored in
+    # [-range, range], range = (margin + 2) / k, so one unit of step turns a relation by
+    # pi / range radians), relative to train.lr
+    relation_lr_scale: float = 1.0
+    # add the (noised) structure embedding row to the fused vector: RotatE's free entity vector
+    # plus the encoder's fusion of every modality (SNAG's fusion as a plug-in to RotatE, SPEC
+    # section 6); needs the fusion encoder and the structure modality
+    structure_residual: bool = False
+    # with structure_residual: multiply the fused vector by a learned scalar gate that starts
+    # at 0 (ReZero), so training starts from plain RotatE and the encoder's share grows only
+    # as far as the loss asks for it
+    residual_gate: bool = False
+
+    def check(self) -> None:
+        """Learning-rate scales and margin positive, temperature not negative, a known scorer."""
+        for name in ("embedding_lr_scale", "encoder_lr_scale", "relation_lr_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigValueError(f"completion.{name} must be positive, got {getattr(self, name)}",
+                                       f"completion.{name}")
+        if self.residual_gate and not self.structure_residual:
+            raise ConfigValueError("completion.residual_gate (--residual-gate) gates the fused vector added to the "
+                                   "structure row: it needs completion.structure_residual (--structure-residual)",
+                                   "completion.residual_gate")
+        if not self.margin > 0:
+            raise ConfigValueError(f"completion.margin must be positive, got {self.margin}", "completion.margin")
+        if self.adversarial_temperature < 0:
+            raise ConfigValueError("completion.adversarial_temperature must not be negative",
+                                   "completion.adversarial_temperature")
+        if self.scorer not in SCORERS:
+            raise ConfigValueError(f"completion.scorer {self.scorer!r} is not one of {', '.join(SCORERS.names())}",
+                                   "completion.scorer")
+
+
+def check_run(cfg: RunConfig) -> None:
+    """Rules across sections: ``structure_residual`` needs the fusion encoder."""
+    if cfg.completion.structure_residual and not cfg.encoder.fusion:
+        raise ConfigValueError("completion.structure_residual adds the structure row to the fused vector: "
+                               "it needs the fusion encoder (drop --no-fusion or --structure-residual)",
+                               "completion.structure_residual", "encoder.fusion")
+
+
+register_task("completion", CompletionConfig, check_run)
