@@ -9,13 +9,18 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__
+from .alignment import cli as alignment_cli
 from .errors import SnagError
+from .features import cli as features_cli
+from .flags import TRAIN_FLAGS
 
 
 class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (exit 2) and that takes no abbreviated flags."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # `--epoch 3` is an error, not a silent `--epochs 3`
         super().__init__(*args, **kwargs)
@@ -25,28 +30,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_overrides(a: argparse.Namespace) -> Dict[str, Any]:
-    o: Dict[str, Any] = {
-        "task": a.task, "dataset": a.dataset, "seed": a.seed, "device": a.device,
-        "precision": a.precision, "modalities": a.modalities, "ties": a.ties,
-        "train.epochs": a.epochs, "train.lr": a.lr, "train.batch_size": a.batch_size,
-        "train.eval_every": a.eval_every, "train.patience": a.patience,
-        "noise.ratio": a.noise_ratio, "noise.mask": a.mask_ratio,
-        "noise.structure_scale": getattr(a, "structure_noise_scale", None),
-        "encoder.readout": a.readout, "encoder.hidden": a.hidden,
-        "completion.embedding_lr_scale": getattr(a, "embedding_lr_scale", None),
-        "completion.encoder_lr_scale": getattr(a, "encoder_lr_scale", None),
-        "completion.relation_lr_scale": getattr(a, "relation_lr_scale", None),
-        "completion.structure_residual": True if getattr(a, "structure_residual", False) else None,
-        "completion.residual_gate": True if getattr(a, "residual_gate", False) else None,
-    }
-    if getattr(a, "no_fusion", False):
-        o["encoder.fusion"] = False
-    if getattr(a, "no_iterative", False):
-        o["alignment.iterative"] = False
-    return {k: v for k, v in o.items() if v is not None}
+    """The config overrides of the ``train`` flags given in ``a`` (dotted keys, from :data:`TRAIN_FLAGS`)."""
+    values = {f.key: f.value(a) for f in TRAIN_FLAGS}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _flags_fit_task(a: argparse.Namespace) -> Callable[[Any], None]:
+    """A check that every ``train`` flag given in ``a`` applies to the task of the config it is given."""
+    from . import config as C
+
+    given = [f for f in TRAIN_FLAGS if f.value(a) is not None]
+
+    def check(cfg: Any) -> None:
+        for f in given:
+            if cfg.task in C.TASKS and not f.applies_to(cfg.task):
+                raise SnagError(f"{f.flag} applies to --task {' or '.join(f.tasks or ())} only, not {cfg.task}")
+    return check
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    """``snagkg train``: resolve the config (or the saved one on --resume), train, print the JSON metrics."""
     from . import config as C
     from .run import train
 
@@ -61,7 +64,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.resume:
         cfg = _resume_config(a, preset, overrides)
     else:
-        cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides)
+        cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides, before_check=_flags_fit_task(a))
     results = train(cfg, a.output, resume=a.resume, overwrite=a.overwrite,
                     progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr))
     print(results.summary(), file=sys.stderr)
@@ -98,6 +101,7 @@ def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict
         raise SnagError("nothing to resume: no checkpoint.pt in this folder", folder)
     path = folder / "config.yaml"
     saved = C.load_run_config(path)
+    _flags_fit_task(a)(saved)
     free = {"train.epochs", "device"}
     given = {k: v for k, v in overrides.items() if k not in free}
     if given or a.config or a.preset:
@@ -118,6 +122,7 @@ def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    """``snagkg evaluate``: a run's best model on one split; prints JSON metrics."""
     from .run import evaluate
 
     metrics = evaluate(a.run, split=a.split, ties=a.ties, limit=a.limit, device=a.device,
@@ -127,6 +132,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    """``snagkg demo``: train and evaluate on the built-in synthetic MMKG."""
     import time
     from pathlib import Path
 
@@ -154,55 +160,30 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(a: argparse.Namespace) -> int:
+    """``snagkg presets``: one line per preset: its name, its task and the first comment line of its file."""
+    from . import config as C
+
+    rows = [(name, *C.describe_preset(name)) for name in C.preset_names()]
+    width = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
+    for name, task, comment in rows:
+        print(f"{name:<{width[0]}}  {task:<{width[1]}}  {comment}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``snagkg`` parser: train, evaluate, demo, presets, align and features."""
     p = _Parser(prog="snagkg", description="Multi-modal knowledge graph representation learning with SNAG.")
     p.add_argument("--version", action="version", version=f"snagkg {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of unexpected errors")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model into an output folder")
-    t.add_argument("--task", choices=["completion", "alignment"], default=None)
-    t.add_argument("--dataset", help="dataset folder, or 'synthetic'")
     t.add_argument("--output", required=True, help="run folder (config, checkpoints, logs, results.json)")
-    t.add_argument("--preset", help="hyperparameter preset (db15k, mkg-w, mkg-y, synthetic, ...)")
+    t.add_argument("--preset", help="hyperparameter preset (see snagkg presets)")
     t.add_argument("--config", help="YAML file overriding the preset")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--embedding-lr-scale", type=float,
-                   help="completion: learning rate of the structure embedding table as a multiple of --lr")
-    t.add_argument("--encoder-lr-scale", type=float,
-                   help="completion: learning rate of the encoder (projections, fusion) as a multiple of --lr")
-    t.add_argument("--relation-lr-scale", type=float,
-                   help="completion: learning rate of the scorer's relation parameters as a multiple of --lr")
-    t.add_argument("--structure-residual", action="store_true",
-                   help="completion: add the structure embedding row to the fused vector (SNAG's fusion "
-                        "plugged into RotatE)")
-    t.add_argument("--residual-gate", action="store_true",
-                   help="completion, with --structure-residual: scale the fused vector by a learned gate "
-                        "that starts at 0, so training starts from plain RotatE")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--eval-every", type=int)
-    t.add_argument("--patience", type=int)
-    t.add_argument("--hidden", type=int)
-    t.add_argument("--readout", help="graph, mean, attention_weighted or global_weighted")
-    t.add_argument("--modalities", help="comma-separated, e.g. structure,image,text")
-    t.add_argument("--noise-ratio", type=float, help="rho: probability that a modality row is noised (0 disables)")
-    t.add_argument("--mask-ratio", type=float, help="eps: how much of a noised row is replaced")
-    t.add_argument("--structure-noise-scale", type=float,
-                   help="the structure embedding is noised with (rho, eps) times this (SPEC: 1 for completion, "
-                        "0.5 in the alignment code; 0 keeps it clean)")
-    t.add_argument("--ties", choices=["realistic", "optimistic"])
-    t.add_argument("--no-iterative", action="store_true",
-                   help="alignment: turn iterative learning (adding mutual nearest neighbours as links) off")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    t.add_argument("--no-fusion", action="store_true",
-                   help="completion with --modalities structure: no encoder, the structure embedding is the "
-                        "entity vector (plain RotatE, the structure-only baseline; noise masking still applies)")
-    t.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="completion: fp32 (default), or bf16 for the encoder's matrix products "
-                        "(autocast; faster on CPUs with AMX and on recent GPUs, much slower on CPUs without "
-                        "bfloat16 units, which get a warning)")
+    for flag in TRAIN_FLAGS:
+        flag.add_to(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
     t.add_argument("--no-progress", action="store_true")
@@ -223,24 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.set_defaults(func=cmd_demo)
 
-    for register in _extensions():
-        register(sub)
+    sub.add_parser("presets", help="list the presets: name, task and what each is for").set_defaults(
+        func=cmd_presets)
+    features_cli.register(sub)
+    alignment_cli.register(sub)
     return p
 
 
-def _extensions() -> List[Any]:
-    """Sub-commands contributed by optional modules (features, align)."""
-    out = []
-    for mod in ("snagkg.features.cli", "snagkg.alignment.cli"):
-        try:
-            m = __import__(mod, fromlist=["register"])
-        except ImportError:
-            continue
-        out.append(m.register)
-    return out
-
-
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``snagkg`` command line on ``argv``; returns the exit code (bad input: one line, 2)."""
     verbose = "-v" in (argv if argv is not None else sys.argv[1:]) or "--verbose" in (argv if argv is not None else sys.argv[1:])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:

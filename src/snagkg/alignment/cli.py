@@ -16,6 +16,7 @@ from ..errors import SnagError
 
 def align_run(run, export, split: str = "test", all_unaligned: bool = False, topk: int = 10,
               device=None) -> Dict[str, Any]:
+    """Write the one-to-one aligned pairs of alignment run ``run`` to ``export``; returns the JSON summary."""
     from ..io import write_text
     from ..run import load_run
 
@@ -41,12 +42,14 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
 
 
 def cmd_align(a: argparse.Namespace) -> int:
+    """``snagkg align RUN --export FILE``: :func:`align_run`, then print its summary as JSON."""
     summary = align_run(a.run, a.export, split=a.split, all_unaligned=a.all, topk=a.topk, device=a.device)
     print(json.dumps(summary))
     return 0
 
 
 def register(sub) -> None:
+    """Add ``align`` to the ``snagkg`` sub-commands ``sub`` (called by :func:`snagkg.cli.build_parser`)."""
     p = sub.add_parser("align", help="export one-to-one aligned entity pairs of an alignment run")
     p.add_argument("run", help="run folder of a `snagkg train --task alignment` run")
     p.add_argument("--export", required=True, help="output TSV: uri_kg1 <TAB> uri_kg2 <TAB> score")

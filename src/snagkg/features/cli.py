@@ -44,7 +44,7 @@ def _no_subcommand(a: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    """Add ``features`` to the ``snagkg`` sub-commands ``sub``."""
+    """Add ``features`` to the ``snagkg`` sub-commands ``sub`` (called by :func:`snagkg.cli.build_parser`)."""
     from .extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS
 
     f = sub.add_parser("features", help="build or import modality feature tables (features/<modality>.npy)",
