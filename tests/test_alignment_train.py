@@ -10,9 +10,10 @@ import torch
 
 import snagkg
 from snagkg import config as C
-from snagkg.alignment.synthetic import write_synthetic_pair
-from snagkg.alignment.task import AlignmentTask, load_alignment_dataset
+from snagkg.alignment.task import AlignmentTask
 from snagkg.cli import main
+from snagkg.datasets.alignment_pair import load_alignment_dataset
+from snagkg.datasets.synthetic_pair import write_synthetic_pair
 
 FAST = {
     "task": "alignment", "encoder.hidden": 48, "alignment.structure_dim": 48, "alignment.char_vocab": 300,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snagkg.alignment.data import split_links
+from snagkg.datasets.alignment_pair import split_links
 from snagkg.alignment.gat import GAT, EdgeIndex, edge_aggregate, edge_softmax, union_edges
 from snagkg.alignment.loss import UncertaintyWeighting, icl_loss
 from snagkg.alignment.metrics import alignment_metrics, mutual_nearest, one_to_one, rank_alignment

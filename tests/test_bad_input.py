@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 import snagkg
 from snagkg.config import _read_yaml, apply_mapping, RunConfig
-from snagkg.datasets.lines import read_int_rows, read_lines, read_name_ids
 from snagkg.errors import SnagError
-from snagkg.features.tables import read_missing_ids
+from snagkg.lines import read_int_rows, read_lines, read_name_ids
+from snagkg.tables import read_missing_ids
 
 from _fixtures_reliability import (N_ENT, TINY_CONFIG, assert_one_error, insert_line, replace_line, run_cli_subprocess,
                                    run_main, snapshot, tiny_triples, triple_file, write_tiny_openke)

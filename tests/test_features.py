@@ -12,7 +12,7 @@ import pytest
 from snagkg.cli import main
 from snagkg.datasets.names import entity_display_name, name_aliases
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS, TextEncoder
-from snagkg.features.tables import load_feature_dir
+from snagkg.tables import load_feature_dir
 
 ENTITIES = [
     "<http://dbpedia.org/resource/Barack_Obama>",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from snagkg.cli import main
-from snagkg.features.tables import load_feature_dir
+from snagkg.tables import load_feature_dir
 
 ENTITIES = [
     "<http://dbpedia.org/resource/Barack_Obama>",
@@ -345,8 +345,8 @@ def test_ambiguous_alias(tmp_path, capsys):
 @pytest.mark.parametrize("layout", ["dbp15k", "openea"])
 def test_import_into_alignment_folder_rows_follow_entities(tmp_path, capsys, layout):
     """`features import` on a DBP15K / OpenEA folder: rows in the unified id space, matched by URI."""
-    from snagkg.alignment.data import load_alignment_dataset
-    from snagkg.alignment.synthetic import write_synthetic_pair
+    from snagkg.datasets.alignment_pair import load_alignment_dataset
+    from snagkg.datasets.synthetic_pair import write_synthetic_pair
 
     folder = write_synthetic_pair(tmp_path / "pair", entities=40, seed=3, permute_ids=True, layout=layout)
     pair = load_alignment_dataset(str(folder))

@@ -14,7 +14,7 @@ import torch
 import snagkg
 from snagkg.config import resolve
 from snagkg.errors import SnagError
-from snagkg.features.tables import load_npy
+from snagkg.tables import load_npy
 
 from _fixtures_reliability import (TINY_CONFIG, assert_one_error, run_cli_subprocess, run_main, snapshot,
                                    write_tiny_openke)

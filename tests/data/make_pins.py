@@ -3,7 +3,7 @@ import json, sys
 from pathlib import Path
 import snagkg
 from snagkg import config as C
-from snagkg.alignment.synthetic import write_synthetic_pair
+from snagkg.datasets.synthetic_pair import write_synthetic_pair
 
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
 RUNS = {

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder
-from ..features.tables import FeatureTable, register_buffers
+from ..tables import FeatureTable, register_buffers
 from ..noise import NoisedTables, modality_noises
 from .gat import GAT, EdgeIndex
 from .loss import UncertaintyWeighting, icl_loss

@@ -27,12 +27,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..completion.task import select_device
 from ..config import RunConfig
+from ..datasets.alignment_pair import DEFAULT_TRAIN_RATIO, AlignmentPair, load_alignment_dataset, split_links
+from ..devices import select_device
 from ..errors import SnagError
+from ..features.alignment import build_tables, resolve_modalities
 from ..kernels import fused_optimizer
-from .data import DEFAULT_TRAIN_RATIO, AlignmentPair, load_alignment_dataset, split_links
-from .features import build_tables, resolve_modalities
 from .gat import union_edges
 from .metrics import alignment_metrics, mutual_nearest, one_to_one
 from .model import AlignmentModel

@@ -12,7 +12,7 @@ from torch import nn
 from ..config import RunConfig
 from ..encoder import Fused, ModalityEncoder, NoFusion
 from ..errors import SnagError
-from ..features.tables import FeatureTable, register_buffers
+from ..tables import FeatureTable, register_buffers
 from ..noise import NoisedTables, modality_noises
 from .scorers import SCORERS
 

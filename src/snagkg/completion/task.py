@@ -9,6 +9,7 @@ import torch
 
 from ..config import RunConfig
 from ..datasets.graph import KnowledgeGraph
+from ..devices import select_device
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
 from ..kernels import PRECISIONS, autocast, fused_optimizer
@@ -28,14 +29,6 @@ def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -
                             f"add features/{m}.npy or build it with `snagkg features`")
     # structure first: it is the graph readout's token
     return sorted(mods, key=lambda m: (m != "structure", mods.index(m)))
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SnagError("--device cuda requested but CUDA is not available (torch.cuda.is_available() is False)")
-    return torch.device(name)
 
 
 class CompletionTask:

@@ -1,4 +1,10 @@
-"""The in-memory multi-modal knowledge graph every stage after reading sees."""
+"""The in-memory graphs every stage after reading sees.
+
+:class:`Graph` is the small interface both dataset kinds share, so feature
+builders (:mod:`snagkg.features`) can take either: a completion
+:class:`KnowledgeGraph` or an alignment
+:class:`~snagkg.datasets.alignment_pair.AlignmentPair`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,12 +12,52 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..features.tables import FeatureTable
+from ..tables import FeatureTable
+
+
+class Graph:
+    """What every dataset offers, whatever its task.
+
+    Subclasses (dataclasses) hold ``name``, ``entities`` (the entity name or
+    URI of each internal index), ``relations`` (the name of each relation
+    index), ``features`` (modality name -> :class:`~snagkg.tables.FeatureTable`,
+    rows in internal index order) and ``notes`` (human-readable remarks made
+    while reading), and define :attr:`feature_triples` and :meth:`summary`.
+    """
+
+    name: str
+    entities: List[str]
+    relations: List[str]
+    features: Dict[str, FeatureTable]
+    notes: List[str]
+
+    @property
+    def num_entities(self) -> int:
+        """Number of entities (internal indices ``0 .. num_entities - 1``)."""
+        return len(self.entities)
+
+    @property
+    def num_relations(self) -> int:
+        """Number of relations (internal indices ``0 .. num_relations - 1``)."""
+        return len(self.relations)
+
+    @property
+    def feature_triples(self) -> np.ndarray:
+        """``[n, 3]`` int64 ``(head, relation, tail)`` rows that feature builders may read."""
+        raise NotImplementedError
+
+    def feature_summary(self) -> Dict[str, Dict[str, float]]:
+        """Width and missing fraction of every feature table, by modality."""
+        return {k: {"dim": t.dim, "missing": round(t.missing_fraction, 4)} for k, t in self.features.items()}
+
+    def summary(self) -> Dict[str, object]:
+        """A JSON-ready description of the dataset (sizes, modalities)."""
+        raise NotImplementedError
 
 
 @dataclass
-class KnowledgeGraph:
-    """Triples are ``int64`` arrays of shape ``[n, 3]`` in ``(head, relation, tail)`` order."""
+class KnowledgeGraph(Graph):
+    """A completion dataset: triples are ``int64`` arrays of shape ``[n, 3]`` in ``(head, relation, tail)`` order."""
 
     name: str
     entities: List[str]
@@ -23,22 +69,22 @@ class KnowledgeGraph:
     notes: List[str] = field(default_factory=list)
 
     @property
-    def num_entities(self) -> int:
-        return len(self.entities)
-
-    @property
-    def num_relations(self) -> int:
-        return len(self.relations)
+    def feature_triples(self) -> np.ndarray:
+        """The train split only, so valid and test triples never leak into features."""
+        return self.train
 
     def split(self, name: str) -> np.ndarray:
+        """The ``train``, ``valid`` or ``test`` triples (``KeyError`` for any other name)."""
         if name not in ("train", "valid", "test"):
             raise KeyError(name)
         return getattr(self, name)
 
     def all_triples(self) -> np.ndarray:
+        """Train, valid and test triples, concatenated in that order."""
         return np.concatenate([self.train, self.valid, self.test], axis=0)
 
     def summary(self) -> Dict[str, object]:
+        """Name, sizes of the graph and of each split, and the modalities' widths and missing fractions."""
         return {
             "name": self.name,
             "entities": self.num_entities,
@@ -46,7 +92,7 @@ class KnowledgeGraph:
             "train": int(len(self.train)),
             "valid": int(len(self.valid)),
             "test": int(len(self.test)),
-            "modalities": {k: {"dim": t.dim, "missing": round(t.missing_fraction, 4)} for k, t in self.features.items()},
+            "modalities": self.feature_summary(),
         }
 
 
@@ -79,6 +125,7 @@ def clean_valid(valid: np.ndarray, train: np.ndarray, test: np.ndarray, n_ent: i
 
 
 def unseen_entity_note(kg_train: np.ndarray, split: np.ndarray, split_name: str):
+    """A warning if some entities of ``split`` never appear in ``kg_train`` (else ``None``)."""
     seen = np.zeros(int(max(kg_train.max(initial=0), split.max(initial=0))) + 1, dtype=bool)
     seen[kg_train[:, 0]] = True
     seen[kg_train[:, 2]] = True

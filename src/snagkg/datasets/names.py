@@ -13,6 +13,14 @@ words, so :func:`entity_display_name` turns
 A bare Wikidata id (``Q42``, also inside ``<http://www.wikidata.org/entity/Q42>``)
 carries no words, so it has no display name (``None``): the entity counts as
 missing the text modality.
+
+Entity alignment keys its ``char`` and ``name`` modalities by
+:func:`entity_name`, built from the same pieces with looser rules
+(``lenient=True`` of :func:`uri_segment`, no space folding, lower case):
+any text containing ``/resource/`` is cut after it, any ``#`` starts a
+fragment, any ``/`` a path segment (no scheme needed, so ``a/b`` -> ``b``);
+runs of spaces are kept; Wikidata ids stay (``q42``); the result is ``""``
+rather than ``None`` when nothing is left.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ _SPACES = re.compile(r"\s+")
 
 
 def _unbracket(raw: str) -> str:
+    """``raw`` stripped, without one pair of surrounding angle brackets."""
     text = raw.strip()
     if len(text) >= 2 and text[0] == "<" and text[-1] == ">":
         text = text[1:-1].strip()
@@ -34,15 +43,30 @@ def _unbracket(raw: str) -> str:
 
 
 def is_uri(raw: str) -> bool:
+    """Whether ``raw`` (angle brackets allowed) starts with a URI scheme such as ``http://``."""
     return bool(_SCHEME.match(_unbracket(raw)))
 
 
-def uri_segment(raw: str) -> Optional[str]:
+def uri_segment(raw: str, lenient: bool = False) -> Optional[str]:
     """The identifying tail of a URI, undecoded (``None`` for a plain name).
 
     DBpedia resources: everything after ``/resource/``; other URIs: the
     fragment if there is one, else the last non-empty path segment.
+
+    ``lenient`` (the alignment rule of :func:`entity_name`): any text, URI or
+    not, all surrounding ``<``/``>`` removed; after the first ``/resource/``
+    on any host, else after the last ``#`` (even if empty), else the last
+    ``/``-separated segment, else the text itself; never ``None``.
     """
+    if lenient:
+        text = raw.strip().strip("<>")
+        if "/resource/" in text:
+            return text.split("/resource/", 1)[1]
+        if "#" in text:
+            return text.rsplit("#", 1)[1]
+        if "/" in text.rstrip("/"):
+            return text.rstrip("/").rsplit("/", 1)[1]
+        return text
     text = _unbracket(raw)
     if not _SCHEME.match(text):
         return None
@@ -61,8 +85,10 @@ def uri_segment(raw: str) -> Optional[str]:
     return seg or None
 
 
-def _readable(segment: str) -> str:
-    return _SPACES.sub(" ", unquote(segment).replace("_", " ")).strip()
+def _readable(segment: str, fold_spaces: bool = True) -> str:
+    """URL-decode ``segment``, underscores to spaces, runs of spaces to one (``fold_spaces``), strip."""
+    text = unquote(segment).replace("_", " ")
+    return (_SPACES.sub(" ", text) if fold_spaces else text).strip()
 
 
 def entity_display_name(raw: str) -> Optional[str]:
@@ -82,6 +108,16 @@ def entity_display_name(raw: str) -> Optional[str]:
     if not name or _QID.fullmatch(name):
         return None
     return name
+
+
+def entity_name(raw: str) -> str:
+    """Alignment's lower-cased name of an entity URI: ``http://x/resource/New_York`` -> ``new york``.
+
+    The lenient rules of :func:`uri_segment`, decoded without folding runs of
+    spaces; ``""`` when nothing is left (see the module docstring for how
+    this differs from :func:`entity_display_name`).
+    """
+    return _readable(uri_segment(raw, lenient=True) or "", fold_spaces=False).lower()
 
 
 def name_aliases(raw: str) -> List[str]:

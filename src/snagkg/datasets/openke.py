@@ -13,9 +13,9 @@ from typing import List, Tuple
 import numpy as np
 
 from ..errors import SnagError
-from ..features.tables import load_feature_dir
+from ..lines import read_int_rows, read_name_id_lines
+from ..tables import load_feature_dir
 from .graph import KnowledgeGraph, clean_valid, unseen_entity_note
-from .lines import read_int_rows, read_name_id_lines
 
 RESERVED_MODALITIES = ("structure",)
 
@@ -33,10 +33,12 @@ def _dense_names(path: Path) -> List[str]:
 
 
 def is_openke(folder: Path) -> bool:
+    """Whether ``folder`` holds an ``entity2id.txt`` (the OpenKE layout's mark)."""
     return (Path(folder) / "entity2id.txt").exists()
 
 
 def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
+    """Read the OpenKE-layout ``folder`` (``features``: also its ``features/`` tables)."""
     folder = Path(folder)
     if not folder.exists():
         raise SnagError("dataset folder not found", folder)

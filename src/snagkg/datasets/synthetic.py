@@ -19,12 +19,13 @@ from typing import Dict
 
 import numpy as np
 
-from ..features.tables import make_table
+from ..tables import make_table
 from .graph import KnowledgeGraph, triple_keys
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
+    """Sizes, feature widths and noise levels of :func:`generate`."""
     num_entities: int = 2000
     num_relations: int = 16
     coarse_dims: int = 3
@@ -48,6 +49,7 @@ def _features(rng: np.random.Generator, basis: np.ndarray, dim: int, noise: floa
 
 
 def generate(config: SyntheticConfig = SyntheticConfig(), seed: int = 0) -> KnowledgeGraph:
+    """A synthetic completion graph with ``image`` and ``text`` features (same seed, same graph)."""
     rng = np.random.default_rng(seed)
     n, nr = config.num_entities, config.num_relations
     step = 2 * np.pi / config.lattice

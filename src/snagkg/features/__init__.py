@@ -1,4 +1,13 @@
-"""Modality feature tables and the ``snagkg features`` commands that build them."""
-# ``tables`` reads with ``datasets.lines`` while ``datasets.graph`` imports ``tables``:
-# load ``datasets`` first so that importing ``snagkg.features.*`` on its own works.
-from .. import datasets as _datasets  # noqa: F401,E402
+"""Modality feature builders for both tasks and the ``snagkg features`` commands.
+
+* :mod:`.relations`: relation bags (one implementation for both tasks) and
+  attribute bags;
+* :mod:`.text`: modalities from entity names: sentence-encoder text
+  (``snagkg features text``), character bigrams, name embeddings;
+* :mod:`.importing`: ``snagkg features import`` (vectors users already have);
+* :mod:`.alignment`: which modalities an alignment run uses, and their tables;
+* :mod:`.common`, :mod:`.extractors`, :mod:`.cli`: shared command pieces,
+  the sentence-encoder registry, the command line.
+
+The tables themselves are :class:`snagkg.tables.FeatureTable`.
+"""

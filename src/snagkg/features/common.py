@@ -1,4 +1,7 @@
-"""Shared pieces of the ``snagkg features`` commands: entity names, output paths, devices."""
+"""Shared pieces of the ``snagkg features`` commands: entity names, output paths, summaries.
+
+(Devices: :func:`snagkg.devices.device_name`.)
+"""
 from __future__ import annotations
 
 import re
@@ -6,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..datasets.alignment_pair import detect_layout, load_alignment_dataset, unified_names
 from ..datasets.openke import RESERVED_MODALITIES
 from ..errors import SnagError
+from ..lines import read_name_ids
 
 __all__ = ["RESERVED_MODALITIES", "FeatureSummary", "check_modality_name", "dataset_folder", "output_path",
-           "read_entity_names", "resolve_device"]
+           "read_entity_names"]
 _MODALITY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
@@ -23,7 +28,6 @@ def dataset_folder(path, alignment: bool = False) -> Path:
         raise SnagError("dataset path is not a folder", folder)
     if not (folder / "entity2id.txt").exists():
         if alignment:
-            from ..alignment.data import detect_layout
             try:
                 detect_layout(folder)
                 return folder
@@ -38,11 +42,8 @@ def read_entity_names(folder: Path) -> List[str]:
     """Entity names indexed by feature-table row: ``entity2id.txt`` (ids must be 0..N-1),
     or for an entity-alignment folder (DBP15K or OpenEA layout, no ``entity2id.txt``)
     the URIs of both graphs in the unified id space its ``features/`` tables use."""
-    from ..datasets.lines import read_name_ids
-
     path = Path(folder) / "entity2id.txt"
     if not path.exists():  # an entity-alignment folder (checked by dataset_folder(..., alignment=True))
-        from ..alignment.data import load_alignment_dataset, unified_names
         return unified_names(load_alignment_dataset(str(folder), features=False))
     names, ids = read_name_ids(path, with_count=True)
     out: List[str] = [""] * len(names)
@@ -54,6 +55,7 @@ def read_entity_names(folder: Path) -> List[str]:
 
 
 def check_modality_name(name: str) -> str:
+    """``name`` if it can be a loaded modality's name (``--modality``), else a one-line :class:`SnagError`."""
     if not name:
         raise SnagError("--modality: the modality name is empty")
     if "/" in name or "\\" in name or name in (".", ".."):
@@ -83,21 +85,10 @@ def output_path(folder: Path, modality: str, output: Optional[str]) -> Path:
     return out
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    name = (name or "auto").strip()
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
-        raise SnagError(f"--device: {name!r} is not a device (use auto, cpu, cuda or cuda:N)")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SnagError("--device cuda requested but CUDA is not available (torch.cuda.is_available() is False)")
-    return name
-
-
 @dataclass
 class FeatureSummary:
+    """What a ``snagkg features`` command wrote: counts, width, path; :meth:`line` is its stderr summary."""
+
     modality: str
     path: Path
     entities: int
@@ -107,9 +98,11 @@ class FeatureSummary:
 
     @property
     def missing(self) -> int:
+        """Number of entities without features."""
         return self.entities - self.matched
 
     def line(self) -> str:
+        """The one-line summary printed to stderr."""
         miss = self.path.with_name(f"{self.path.stem}.missing.txt").name
         extra = f"; {self.note}" if self.note else ""
         return (f"{self.modality}: {self.matched} of {self.entities} entities have features, {self.missing} missing "

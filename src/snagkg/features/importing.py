@@ -39,9 +39,9 @@ import numpy as np
 
 from ..datasets.names import name_aliases
 from ..errors import SnagError
+from ..tables import load_npy, save_feature_table
 from .common import (FeatureSummary, check_modality_name, dataset_folder, output_path,
                      read_entity_names)
-from .tables import load_npy, save_feature_table
 
 SUFFIXES = {".npy": "npy", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".pkl": "pickle", ".pickle": "pickle"}
 PICKLE_REFUSED = ("refusing to open a pickle without --trust-pickle: unpickling runs whatever code the file "

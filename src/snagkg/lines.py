@@ -1,5 +1,7 @@
-"""Strict line readers shared by every dataset layout.
+"""Strict line readers shared by every dataset layout and by :mod:`snagkg.tables`.
 
+The lowest layer of reading (below :mod:`snagkg.datasets` and
+:mod:`snagkg.tables`): it imports nothing else of the package but the errors.
 Each reader reports the first problem it finds as a :class:`SnagError` naming
 the file and the 1-based line number.
 """
@@ -11,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import SnagError
+from .errors import SnagError
 
 
 def read_lines(path: Path) -> List[Tuple[int, str]]:

@@ -28,9 +28,10 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..datasets.lines import parse_int, read_lines
 from ..errors import SnagError
-from ..features.tables import FeatureTable, load_feature_dir
+from ..lines import parse_int, read_lines
+from ..tables import FeatureTable, load_feature_dir
+from .graph import Graph
 
 DBP15K_FILES = ("ent_ids_1", "ent_ids_2", "triples_1", "triples_2", "ill_ent_ids")
 OPENEA_FILES = ("rel_triples_1", "rel_triples_2", "ent_links")
@@ -40,8 +41,8 @@ RESERVED = ("structure", "relation", "attribute", "char", "name")
 
 
 @dataclass
-class AlignmentPair:
-    """Two graphs in one internal index space plus the gold links."""
+class AlignmentPair(Graph):
+    """An alignment dataset: two graphs in one internal index space plus the gold links."""
 
     name: str
     layout: str
@@ -57,11 +58,13 @@ class AlignmentPair:
     notes: List[str] = field(default_factory=list)
 
     @property
-    def num_entities(self) -> int:
-        return len(self.entities)
+    def feature_triples(self) -> np.ndarray:
+        """The triples of both graphs (internal indices)."""
+        return self.triples
 
     @property
     def num_right(self) -> int:
+        """Number of KG2 entities."""
         return self.num_entities - self.num_left
 
     def side(self) -> np.ndarray:
@@ -71,6 +74,7 @@ class AlignmentPair:
         return out
 
     def summary(self) -> Dict[str, object]:
+        """Name, layout, per-graph entity and triple counts, links and the feature files' widths."""
         side = self.side()
         return {
             "name": self.name,
@@ -80,8 +84,7 @@ class AlignmentPair:
             "triples": [int((side[self.triples[:, 0]] == 0).sum()), int((side[self.triples[:, 0]] == 1).sum())],
             "attribute_triples": int(len(self.attributes)),
             "links": int(len(self.links)),
-            "feature_files": {k: {"dim": t.dim, "missing": round(t.missing_fraction, 4)}
-                              for k, t in self.features.items()},
+            "feature_files": self.feature_summary(),
         }
 
 
@@ -167,6 +170,7 @@ def _check_links(links: List[Tuple[int, int, int]], path: Path) -> np.ndarray:
 
 
 def read_dbp15k(folder: Path, seed: int = 0, features: bool = True) -> AlignmentPair:
+    """Read a DBP15K-layout folder (``features``: also its ``features/`` tables)."""
     folder = Path(folder)
     _require(folder, DBP15K_FILES)
     seen: Dict[int, Tuple[str, int]] = {}
@@ -217,6 +221,7 @@ def _read_uri_triples(path: Path) -> List[Tuple[str, str, str, int]]:
 
 
 def read_openea(folder: Path, seed: int = 0, features: bool = True) -> AlignmentPair:
+    """Read an OpenEA-layout folder (``features``: also its ``features/`` tables)."""
     folder = Path(folder)
     _require(folder, OPENEA_FILES)
     rel_rows, attr_rows, ents = [], [], []
@@ -293,6 +298,7 @@ def _load_features(folder: Path, source_ids: np.ndarray, seed: int) -> Dict[str,
 
 
 def detect_layout(folder: Path) -> str:
+    """``"dbp15k"`` or ``"openea"`` from the files in ``folder``; a :class:`SnagError` if neither."""
     if (folder / "ent_ids_1").exists() or (folder / "ill_ent_ids").exists():
         return "dbp15k"
     if (folder / "rel_triples_1").exists() or (folder / "ent_links").exists():

@@ -4,6 +4,10 @@ A table holds one row per entity id. Rows of entities that lack the modality
 are filled once, at load time, with a draw from ``N(mu, sigma)``, the
 per-dimension mean and std of the real rows, and the entity is recorded as
 missing that modality.
+
+This module sits below both :mod:`snagkg.datasets` (whose graphs carry
+tables) and :mod:`snagkg.features` (whose builders write them); it imports
+neither.
 """
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..errors import SnagError
-from ..datasets.lines import parse_int, read_lines
+from .errors import SnagError
+from .lines import parse_int, read_lines
 
 
 @dataclass
@@ -30,10 +34,12 @@ class FeatureTable:
 
     @property
     def dim(self) -> int:
+        """The table's width ``D``."""
         return int(self.values.shape[1])
 
     @property
     def missing_fraction(self) -> float:
+        """Share of the entities that lack this modality (0 for an empty table)."""
         return float(self.missing.mean()) if len(self.missing) else 0.0
 
 
@@ -155,7 +161,7 @@ def save_feature_table(npy: Path, values: np.ndarray, missing: np.ndarray) -> No
     missing file is removed when nothing is missing. If writing the table
     fails, the previous missing file is put back.
     """
-    from ..io import write_bytes, save_numpy
+    from .io import save_numpy, write_bytes
 
     npy = Path(npy)
     values = np.asarray(values, dtype=np.float32)
