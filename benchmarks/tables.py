@@ -34,7 +34,9 @@ ALIGNMENT_COLUMNS = ("row", "H@1", "H@10", "MRR", "RL H@1", "RL MRR", "valid H@1
                      "train min", "seed", "hardware", "command")
 RESULT_KEYS = ("valid", "test", "best_epoch", "epochs_run", "train_seconds", "epoch_seconds")
 
-#: config keys set by a ``snagkg train`` flag that takes a value (see ``snagkg.cli._train_overrides``)
+#: the ``snagkg train`` flags, as this module falls back to them when ``snagkg.flags`` (the CLI's own
+#: table of flags, used when present) is not there:
+#: config keys set by a flag that takes a value
 VALUE_FLAGS = ("seed", "precision", "ties", "train.epochs", "train.lr", "train.batch_size", "train.eval_every",
                "train.patience", "noise.ratio", "noise.mask", "noise.structure_scale", "encoder.readout",
                "encoder.hidden", "completion.embedding_lr_scale", "completion.encoder_lr_scale",
@@ -163,11 +165,22 @@ def _base_config(cfg):
     return replace(C.RunConfig(), dataset=cfg.dataset), None
 
 
+def _flag_table() -> Tuple[Dict[str, Tuple[Any, str]], Dict[str, str]]:
+    """``({key: (value, switch)}, {key: flag with a value})`` for the ``snagkg train`` flags."""
+    try:
+        from snagkg.flags import TRAIN_FLAGS
+    except ImportError:
+        from snagkg.config import cli_flag
+        return {k: (v, f) for k, v, f in SWITCHES}, {k: cli_flag(k) for k in VALUE_FLAGS}
+    switches = {f.key: (f.sets, f.flag) for f in TRAIN_FLAGS if f.type is None}
+    valued = {f.key: f.flag for f in TRAIN_FLAGS if f.type is not None and f.key not in NOT_SETTINGS}
+    return switches, valued
+
+
 def command(cfg, dataset_name: str, used_modalities: Optional[List[str]] = None) -> Tuple[str, Optional[str]]:
     """The ``snagkg train`` command of a run: preset, dataset and a flag for every setting that differs
     from the preset; settings no flag can set come back apart, as the YAML of an extra ``--config``
     file (None when there are none)."""
-    from snagkg.config import cli_flag
     base, preset = _base_config(cfg)
     parts = ["snagkg", "train"]
     if cfg.task != base.task:
@@ -180,15 +193,15 @@ def command(cfg, dataset_name: str, used_modalities: Optional[List[str]] = None)
         if mods:
             parts += ["--modalities", ",".join(mods)]
     now, was = _flatten(cfg.to_dict()), _flatten(base.to_dict())
-    switches = {key: (value, flag) for key, value, flag in SWITCHES}
+    switches, valued = _flag_table()
     extra: Dict[str, Dict[str, Any]] = {}
     for key, value in now.items():
         if key in NOT_SETTINGS or value == was.get(key):
             continue
         if key in switches and value == switches[key][0]:
             parts.append(switches[key][1])
-        elif key in VALUE_FLAGS:
-            parts += [cli_flag(key), _value(value)]
+        elif key in valued:
+            parts += [valued[key], _value(value)]
         else:  # no flag sets it: a --config file must
             sec, _, sub = key.rpartition(".")
             extra.setdefault(sec, {})[sub] = value
