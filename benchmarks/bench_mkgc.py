@@ -57,7 +57,8 @@ def snag_rows(dataset: Path) -> dict:
     """The snagkg rows' options: rows 3 and 4 use every feature table the dataset folder has."""
     found = [m for m in FEATURES if (dataset / "features" / f"{m}.npy").exists()]
     mods = ",".join(["structure"] + found)
-    return {"rotate": ["--modalities", "structure", "--no-fusion"], "structure": ["--modalities", "structure"],
+    return {"rotate": ["--modalities", "structure", "--no-fusion", "--no-structure-residual", "--no-residual-gate"],
+            "structure": ["--modalities", "structure"],
             "snag": ["--modalities", mods], "snag-nonoise": ["--modalities", mods]}
 
 

@@ -10,7 +10,7 @@ import torch
 
 import snagkg
 from snagkg import config as C
-from snagkg.alignment.task import AlignmentTask
+from snagkg.alignment.task import AlignmentTask, IterativeLearning
 from snagkg.cli import main
 from snagkg.datasets.alignment_pair import load_alignment_dataset
 from snagkg.datasets.synthetic_pair import write_synthetic_pair
@@ -111,14 +111,14 @@ def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
                                 "alignment.propose_every": 1, "alignment.add_every": 2,
                                 "train.checkpoint_every": 1, "train.epochs": 6})
     full = snagkg.train(cfg, tmp_path / "a", progress=False, echo=lambda s: None)
-    original = AlignmentTask.start_epoch
+    original = IterativeLearning.on_epoch_start
 
-    def interrupt(self, epoch, generator):
+    def interrupt(self, trainer, epoch, generator):
         if epoch == 5:
             raise KeyboardInterrupt
-        return original(self, epoch, generator)
+        return original(self, trainer, epoch, generator)
 
-    monkeypatch.setattr(AlignmentTask, "start_epoch", interrupt)
+    monkeypatch.setattr(IterativeLearning, "on_epoch_start", interrupt)
     with pytest.raises(KeyboardInterrupt):
         snagkg.train(cfg, tmp_path / "b", progress=False, echo=lambda s: None)
     monkeypatch.undo()
@@ -130,7 +130,7 @@ def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["model"]["added_links"], b["model"]["added_links"])
     assert torch.equal(a["model"]["pending_links"], b["model"]["pending_links"])
-    assert torch.allclose(a["model"]["entity"], b["model"]["entity"])
+    assert torch.allclose(a["model"]["entities.structure.weight"], b["model"]["entities.structure.weight"])
     assert resumed.test["hits@1"] == pytest.approx(full.test["hits@1"])
 
 

@@ -17,7 +17,7 @@ def test_training_step_equals_naive_scoring(tiny_dataset, device):
     neg, mask = task.sampler.sample(batch, torch.Generator().manual_seed(7))
     with torch.no_grad():
         v = task.model.entity_vectors()
-        sc = task.model.scorer
+        sc = task.model.interaction
         batch, neg, mask = batch.to(device), neg.to(device), mask.to(device)
         pos = sc.score(v[batch[:, 0]], batch[:, 1], v[batch[:, 2]])
         negs = sc.score(v[neg[..., 0]], neg[..., 1], v[neg[..., 2]])
@@ -47,29 +47,29 @@ def test_embedding_lr_scale_speeds_up_the_structure_table_only(tiny_dataset):
     """Adam's first step moves each parameter by about its lr: the entity table by lr * scale."""
     opt, moved = _first_step_moves(tiny_dataset, None)
     assert len(opt.param_groups) == 1  # the default keeps one group (older checkpoints resume)
-    assert abs(moved["entity"] - 1e-3) < 1e-4
+    assert abs(moved["entities.structure.weight"] - 1e-3) < 1e-4
     opt, moved = _first_step_moves(tiny_dataset, 4.0)
     assert [g["lr"] for g in opt.param_groups] == [4e-3, 1e-3, 1e-3]
-    assert abs(moved["entity"] - 4e-3) < 4e-4
-    others = [v for n, v in moved.items() if n != "entity" and v > 0]
+    assert abs(moved["entities.structure.weight"] - 4e-3) < 4e-4
+    others = [v for n, v in moved.items() if n != "entities.structure.weight" and v > 0]
     assert others and max(others) < 1.1e-3
 
 
 def test_encoder_lr_scale_slows_down_the_encoder_only(tiny_dataset):
     opt, moved = _first_step_moves(tiny_dataset, None, 0.1)
     assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-4, 1e-3]
-    enc = [v for n, v in moved.items() if n.startswith("encoder.") and v > 0]
-    rest = [v for n, v in moved.items() if not n.startswith("encoder.") and v > 0]
+    enc = [v for n, v in moved.items() if n.startswith("entities.encoder.") and v > 0]
+    rest = [v for n, v in moved.items() if not n.startswith("entities.encoder.") and v > 0]
     assert enc and max(enc) < 1.1e-4
-    assert abs(moved["entity"] - 1e-3) < 1e-4 and max(rest) > 9e-4
+    assert abs(moved["entities.structure.weight"] - 1e-3) < 1e-4 and max(rest) > 9e-4
 
 
 def test_relation_lr_scale_slows_down_the_relation_phases_only(tiny_dataset):
     opt, moved = _first_step_moves(tiny_dataset, None, relation_scale=0.05)
     assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-3, 5e-5]
-    assert 0 < moved["scorer.relation"] < 5.5e-5
-    assert abs(moved["entity"] - 1e-3) < 1e-4
-    enc = [v for n, v in moved.items() if n.startswith("encoder.") and v > 0]
+    assert 0 < moved["interaction.relation"] < 5.5e-5
+    assert abs(moved["entities.structure.weight"] - 1e-3) < 1e-4
+    enc = [v for n, v in moved.items() if n.startswith("entities.encoder.") and v > 0]
     assert enc and max(enc) > 9e-4
 
 
@@ -81,16 +81,16 @@ def _residual_task(tiny_dataset, residual, **extra):
 
 def test_structure_residual_adds_the_structure_row_to_the_fused_vector(tiny_dataset):
     plain, res = _residual_task(tiny_dataset, False), _residual_task(tiny_dataset, True)
-    assert torch.equal(plain.model.entity, res.model.entity)  # same seed, same initialisation
+    assert torch.equal(plain.model.entities.structure.weight, res.model.entities.structure.weight)  # same seed, same initialisation
     fused, with_row = plain.entity_vectors(), res.entity_vectors()
-    assert torch.allclose(with_row, fused + res.model.entity.detach(), atol=1e-6)
+    assert torch.allclose(with_row, fused + res.model.entities.structure.weight.detach(), atol=1e-6)
     res.model.eval()
     idx = torch.tensor([3, 0, 7])
     with torch.no_grad():  # the per-row path (evaluation helpers) agrees with the all-rows path
         assert torch.allclose(res.model.entity_vectors(idx), with_row[idx], atol=1e-5)
     # without the encoder's contribution the model is plain RotatE on the structure table
     res.model.output_scale = 0.0
-    assert torch.allclose(res.entity_vectors(), res.model.entity.detach())
+    assert torch.allclose(res.entity_vectors(), res.model.entities.structure.weight.detach())
 
 
 def test_structure_residual_trains_the_structure_row_at_its_own_rate(tiny_dataset):
@@ -100,7 +100,7 @@ def test_structure_residual_trains_the_structure_row_at_its_own_rate(tiny_datase
         task = _residual_task(tiny_dataset, residual)
         task.model.eval()
         task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
-        grads[residual] = task.model.entity.grad.clone()
+        grads[residual] = task.model.entities.structure.weight.grad.clone()
     assert not torch.allclose(grads[True], grads[False])
     assert grads[True].abs().sum() > grads[False].abs().sum()
 
@@ -119,10 +119,10 @@ def test_residual_gate_starts_from_plain_rotate_and_learns_the_encoders_share(ti
     task = _residual_task(tiny_dataset, True, **{"completion.residual_gate": True, "train.lr": 1e-2})
     m = task.model
     assert m.gate is not None and m.gate.item() == 0.0
-    assert torch.equal(task.entity_vectors(), m.entity.detach())  # exactly the structure rows
+    assert torch.equal(task.entity_vectors(), m.entities.structure.weight.detach())  # exactly the structure rows
     m.eval()
     opt, _ = task.make_optimizer()
-    enc = [p for p in m.encoder.parameters()]
+    enc = [p for p in m.entities.encoder.parameters()]
     task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
     assert m.gate.grad is not None and float(m.gate.grad.abs()) > 0
     assert all(p.grad is None or float(p.grad.abs().max()) == 0 for p in enc)  # gate 0: no signal yet
@@ -132,9 +132,10 @@ def test_residual_gate_starts_from_plain_rotate_and_learns_the_encoders_share(ti
     task.step(task.train_triples[:40], torch.Generator().manual_seed(7)).backward()
     assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in enc)
     with torch.no_grad():  # both paths apply the gate
-        fused = m.encoder(m.inputs()).vector * m.output_scale
-        assert torch.allclose(m.vectors(), fused * m.gate + m.entity, atol=1e-5)
-        assert torch.allclose(m.entity_vectors(torch.tensor([2, 5])), (fused * m.gate + m.entity)[[2, 5]],
+        table = m.entities.structure.weight
+        fused = m.entities().vector * m.output_scale
+        assert torch.allclose(m.vectors(), fused * m.gate + table, atol=1e-5)
+        assert torch.allclose(m.entity_vectors(torch.tensor([2, 5])), (fused * m.gate + table)[[2, 5]],
                               atol=1e-5)
 
 

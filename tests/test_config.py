@@ -87,7 +87,7 @@ def test_structure_noise_scale_flag_reaches_the_structure_noise_only(tiny_datase
     cfg = snagkg.resolve_config(overrides={**_train_overrides(a), "encoder.hidden": 16})
     assert cfg.noise.structure_scale == 0.5
     assert C.cli_flag("noise.structure_scale") == "--structure-noise-scale"
-    noise = CompletionTask(read_openke(tiny_dataset), cfg).model.noise
+    noise = CompletionTask(read_openke(tiny_dataset), cfg).model.entities.noise
     assert (noise["structure"].ratio, noise["structure"].mask) == pytest.approx((0.2, 0.3))
     assert (noise["text"].ratio, noise["text"].mask) == pytest.approx((0.4, 0.6))
     with pytest.raises(SnagError, match="structure_scale"):

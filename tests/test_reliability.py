@@ -168,13 +168,14 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(tiny, cfg_fil
                                                                   how):
     """A non-finite loss, or a parameter that became non-finite during an epoch (a finite loss
     with a nan gradient), stops training with one line before any checkpoint holds it."""
+    from snagkg.callbacks import NoiseRefresh
     from snagkg.completion.task import CompletionTask
     out = tmp_path / "run"
-    step, start, epochs = CompletionTask.step, CompletionTask.start_epoch, []
+    step, start, epochs = CompletionTask.step, NoiseRefresh.on_epoch_start, []
 
-    def start_epoch(self, epoch, generator):
+    def start_epoch(self, trainer, epoch, generator):
         epochs.append(epoch)
-        return start(self, epoch, generator)
+        return start(self, trainer, epoch, generator)
 
     def step_going_bad(self, batch, generator):
         loss = step(self, batch, generator)
@@ -182,11 +183,11 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(tiny, cfg_fil
             if how == "loss":
                 return loss * float("nan")
             with torch.no_grad():
-                self.model.entity[0, 0] = float("nan")
+                self.model.entities.structure.weight[0, 0] = float("nan")
         return loss
 
     monkeypatch.setattr(CompletionTask, "step", step_going_bad)
-    monkeypatch.setattr(CompletionTask, "start_epoch", start_epoch)
+    monkeypatch.setattr(NoiseRefresh, "on_epoch_start", start_epoch)
     code, _, err = run_main(["train", "--dataset", tiny, "--output", out, "--config", cfg_file, "--epochs", "4",
                              "--no-progress"], capsys)
     monkeypatch.undo()

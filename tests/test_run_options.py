@@ -28,10 +28,10 @@ def test_bf16_vectors_close_to_fp32_and_float32_out(tiny_dataset):
     losses = []
     for task, g in zip((fp32, bf16), gen):
         task.model.train()
-        task.start_epoch(1, g)
+        task.model.refresh_noise(g)
         loss = task.step(task.batches(g)[0], g)
         loss.backward()
-        assert task.model.entity.grad is not None and torch.isfinite(task.model.entity.grad).all()
+        assert task.model.entities.structure.weight.grad is not None and torch.isfinite(task.model.entities.structure.weight.grad).all()
         losses.append(float(loss.detach()))
     assert losses[0] == pytest.approx(losses[1], rel=0.02)
 
@@ -117,14 +117,14 @@ def test_no_fusion_vectors_are_the_structure_embedding(tiny_dataset):
     cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 32, "seed": 3,
                                            "modalities": ["structure"], "encoder.fusion": False, "device": "cpu"})
     task = CompletionTask(read_openke(tiny_dataset), cfg)
-    assert torch.equal(task.entity_vectors(), task.model.entity.detach())  # eval: clean, unscaled
-    assert task.model.parameter_count() == task.model.entity.numel() + task.model.scorer.relation.numel()
+    assert torch.equal(task.entity_vectors(), task.model.entities.structure.weight.detach())  # eval: clean, unscaled
+    assert task.model.parameter_count() == task.model.entities.structure.weight.numel() + task.model.interaction.relation.numel()
     task.model.train()
     g = torch.Generator().manual_seed(0)
-    task.start_epoch(1, g)
+    task.model.refresh_noise(g)
     loss = task.step(task.batches(g)[0], g)
     loss.backward()
-    assert float(task.model.entity.grad.abs().sum()) > 0
+    assert float(task.model.entities.structure.weight.grad.abs().sum()) > 0
 
 
 def test_no_fusion_cli_run_and_errors(tiny_dataset, fast_config, tmp_path, capsys):

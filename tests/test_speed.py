@@ -195,7 +195,7 @@ def _old_step(task, batch, generator):
     """The training step as written before the fast paths (eager autograd, full encoder forward)."""
     neg, mask = task.sampler.sample(batch, generator)
     vecs = task.model.entity_vectors()
-    scorer = task.model.scorer
+    scorer = task.model.interaction
     h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
     q_tail = scorer.query(vecs[h], r, True)
     q_head = scorer.query(vecs[t], r, False)
@@ -221,7 +221,7 @@ def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, 
                                            "encoder.readout": readout, "encoder.dropout": 0.0})
     task = CompletionTask(read_openke(tiny_dataset), cfg)
     task.model.train()  # the noise draw is on
-    task.start_epoch(1, torch.Generator().manual_seed(1))
+    task.model.refresh_noise(torch.Generator().manual_seed(1))
     batch = task.train_triples[:64]
     params = [p for p in task.model.parameters() if p.requires_grad]
 
@@ -356,7 +356,7 @@ def test_noised_frozen_tables_are_built_once_per_noise_draw(tiny_dataset):
     cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16,
                                            "noise.ratio": 0.5, "noise.mask": 0.7})
     task = CompletionTask(read_openke(tiny_dataset), cfg)
-    model = task.model
+    model = task.model.entities
     frozen = [m for m in model.modalities if m != "structure"]
     assert frozen
     model.train()

@@ -184,6 +184,11 @@ class FusionLayer(nn.Module):
         return F.linear(mixed.reshape(n, h * d), fold_o, self.out.bias) + row.sum(-1).to(bias_o.dtype) @ bias_o
 
 
+def attention_weighted(tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``concat_m(weights[:, m] * normalize(tokens[:, m]))`` ``[N, M * d]`` (SPEC section 3)."""
+    return (weights.unsqueeze(-1) * F.normalize(tokens, dim=-1)).flatten(1)
+
+
 class Readout(nn.Module):
     """Turns a :class:`Fused` (without ``vector``) into the entity vector."""
 
@@ -231,7 +236,7 @@ class AttentionWeightedReadout(Readout):
         return 1.0 / (len(self.modalities) * math.sqrt(self.dim))
 
     def forward(self, tokens, outputs, weights):
-        return (weights.unsqueeze(-1) * F.normalize(tokens, dim=-1)).flatten(1)
+        return attention_weighted(tokens, weights)
 
 
 @READOUTS.register("global_weighted")

@@ -6,8 +6,9 @@ known true triples (train, valid and test). All entity vectors are fused once,
 queries are scored in chunks against the whole table, and filters come from a
 precomputed CSR index: no Python loop over triples or entities.
 
-Ties: ``realistic`` rank = mean of the optimistic and pessimistic ranks;
-``optimistic`` = 1 + number of strictly better candidates.
+Ties are resolved by the shared core (:mod:`snagkg.ranking`): ``realistic`` (default)
+or ``optimistic``. Metric keys: ``mrr``, ``mr``, ``hits@1/3/10`` average both directions;
+``tail_*`` rank the true tail of ``(h, r, ?)``, ``head_*`` the true head of ``(?, r, t)``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from . import kernels
+from .ranking import check_ties, summarize, tie_aware_rank
 
 METRIC_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 
@@ -55,9 +57,9 @@ class FilterIndex:
         return rows, answers[start[rows] + within]
 
 
-def _filtered_ranks(dist_t: torch.Tensor, true_d: torch.Tensor, true: torch.Tensor, filt_rows: torch.Tensor,
-                    filt_cols: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Ranks from the transposed distances ``dist_t [N, B]`` (the compiled kernel's own layout: the
+def _filtered_counts(dist_t: torch.Tensor, true_d: torch.Tensor, true: torch.Tensor, filt_rows: torch.Tensor,
+                     filt_cols: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Filtered counts of better and of equal candidates from the transposed distances ``dist_t [N, B]`` (the compiled kernel's own layout: the
     counts are column sums, read once row by row) and the true answers' distances ``true_d [1, B]``."""
     # int32 counts (exact below 2**31 entities) vectorise twice as wide as int64
     better = (dist_t < true_d).sum(dim=0, dtype=torch.int32)
@@ -67,17 +69,16 @@ def _filtered_ranks(dist_t: torch.Tensor, true_d: torch.Tensor, true: torch.Tens
     other = filt_cols != true[filt_rows]
     better = better - torch.zeros_like(better).index_add(0, filt_rows, ((fd < td) & other).to(better.dtype))
     equal = equal - torch.zeros_like(equal).index_add(0, filt_rows, ((fd == td) & other).to(equal.dtype))
-    optimistic = (1 + better).double()
-    return optimistic, optimistic + equal.double()
+    return better, equal
 
 
-_ranks = kernels.CompiledFunction(_filtered_ranks, "filtered_ranks", dynamic=True)
+_counts = kernels.CompiledFunction(_filtered_counts, "filtered_counts", dynamic=True)
 
 
-def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
-                         filt_rows: torch.Tensor, filt_cols: torch.Tensor,
-                         compiled: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Optimistic and pessimistic filtered ranks (lower distance is better).
+def counts_from_distances(dist: torch.Tensor, true: torch.Tensor,
+                          filt_rows: torch.Tensor, filt_cols: torch.Tensor,
+                          compiled: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Filtered counts of strictly better and of equal other candidates (lower distance is better).
 
     Candidates are counted over the whole row in one pass; the known answers
     ``(filt_rows, filt_cols)`` other than the true one (unique pairs) are then
@@ -90,18 +91,7 @@ def ranks_from_distances(dist: torch.Tensor, true: torch.Tensor,
     # the dynamic kernel for size 1 (one more compilation for little work); once (profile_ranking.py, chunk
     # 256, AMD EPYC, torch 2.13) inductor failed to generate a size-1 variant (not reproduced in isolation)
     compiled = compiled and dist.shape[0] > 1 and filt_rows.numel() > 1
-    return _ranks(dist_t, true_d, true, filt_rows, filt_cols, compiled=compiled)
-
-
-def summarize(ranks: torch.Tensor) -> Dict[str, float]:
-    ranks = ranks.double()
-    return {
-        "mrr": float((1.0 / ranks).mean()),
-        "mr": float(ranks.mean()),
-        "hits@1": float((ranks <= 1).double().mean()),
-        "hits@3": float((ranks <= 3).double().mean()),
-        "hits@10": float((ranks <= 10).double().mean()),
-    }
+    return _counts(dist_t, true_d, true, filt_rows, filt_cols, compiled=compiled)
 
 
 @torch.no_grad()
@@ -109,8 +99,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
                  ties: str = "realistic", chunk: Optional[int] = None,
                  progress: bool = False) -> torch.Tensor:
     """Filtered ranks of the true tail then the true head of each triple: ``[2 * n]``."""
-    if ties not in ("realistic", "optimistic"):
-        raise ValueError(f"ties must be 'realistic' or 'optimistic', got {ties!r}")
+    check_ties(ties)
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
     compiled = kernels.use_compiled(n_ent, width)
@@ -151,9 +140,9 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
                 parts.append((sel[~first], dist_t.index_select(1, cols[~first].to(device))))
             for part, dist_part in parts:
                 rows, fcols = filters.lookup(anchors[part], rels[part], predict_tail)
-                opt, pes = ranks_from_distances(dist_part.t(), trues[part].to(device), rows.to(device),
-                                                fcols.to(device), compiled)
-                ranks[part] = (opt if ties == "optimistic" else (opt + pes) / 2).cpu()
+                better, equal = counts_from_distances(dist_part.t(), trues[part].to(device), rows.to(device),
+                                                      fcols.to(device), compiled)
+                ranks[part] = tie_aware_rank(better, equal, ties).cpu()
             if bar is not None:
                 bar.update(len(sel))
         out.append(ranks)
@@ -164,10 +153,14 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
 
 def evaluate_ranking(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, filters: FilterIndex,
                      ties: str = "realistic", chunk: Optional[int] = None, progress: bool = False) -> Dict[str, float]:
-    """Metrics (``mrr``, ``mr``, ``hits@1/3/10``) plus ``count`` and ranking ``seconds``."""
+    """Metrics (``mrr``, ``mr``, ``hits@1/3/10``; ``tail_*`` and ``head_*`` per direction) plus
+    ``count`` and ranking ``seconds``."""
     t0 = time.perf_counter()
     ranks = rank_triples(entity_vectors, scorer, triples, filters, ties, chunk, progress)
+    n = len(triples)
     metrics: Dict[str, float] = summarize(ranks)
+    metrics.update(summarize(ranks[:n], prefix="tail_"))
+    metrics.update(summarize(ranks[n:], prefix="head_"))
     metrics["count"] = int(len(triples))
     metrics["seconds"] = round(time.perf_counter() - t0, 4)
     return metrics

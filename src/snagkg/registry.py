@@ -53,3 +53,6 @@ READOUTS: "Registry[type]" = Registry("readout")
 SCORERS: "Registry[type]" = Registry("scorer")
 #: what goes between stacked projection layers (``encoder.projection_activation``)
 PROJECTION_ACTIVATIONS = ("none", "gelu")
+#: task builders (``task``): ``cfg -> Task``, filled by :mod:`snagkg.completion.task` and
+#: :mod:`snagkg.alignment.task`
+TASKS: "Registry[Callable]" = Registry("task")

@@ -14,15 +14,19 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
 from . import config as config_mod
 from . import kernels
+from .alignment import task as _alignment_task  # noqa: F401  (registers the alignment task)
+from .callbacks import NoiseRefresh, TrainingCallback, Validation
+from .completion import task as _completion_task  # noqa: F401  (registers the completion task)
 from .config import RunConfig
 from .errors import SnagError
 from .io import RunLock, write_json, write_text
+from .registry import TASKS
 from .results import Results
 from .training import BEST, CHECKPOINT, Trainer, check_fingerprint, load_checkpoint
 
@@ -41,19 +45,18 @@ def build_task(cfg: RunConfig, device: Optional[str] = None):
     """Read the dataset and build the task object for ``cfg`` (nothing is written)."""
     if device:
         cfg = replace(cfg, device=device)
-    if cfg.task == "completion":
-        from .completion.task import CompletionTask
-        from .datasets import load_completion_dataset
-        kg = load_completion_dataset(cfg.dataset, seed=cfg.seed)
-        return CompletionTask(kg, cfg)
-    if cfg.task == "alignment":
-        try:
-            from .alignment.task import AlignmentTask, load_alignment_dataset
-        except ImportError:
-            raise SnagError("the alignment task is not available in this version") from None
-        pair = load_alignment_dataset(cfg.dataset, seed=cfg.seed)
-        return AlignmentTask(pair, cfg)
-    raise SnagError(f"unknown task {cfg.task!r}")
+    try:
+        builder = TASKS.get(cfg.task)
+    except KeyError as exc:
+        raise SnagError(str(exc.args[0])) from None
+    return builder(cfg)
+
+
+def standard_callbacks(task, cfg: RunConfig, scheduler: Any = None) -> List[TrainingCallback]:
+    """The callbacks of a run: the noise refresh (per epoch, or per step with ``noise.per_step``),
+    the task's own callbacks, then validation with early stopping."""
+    return [NoiseRefresh(task.model.entities, per_step=cfg.noise.per_step), *task.callbacks(scheduler),
+            Validation(cfg.train.eval_every, cfg.train.patience)]
 
 
 def _check_output(folder: Path, resume: bool, overwrite: bool) -> bool:
@@ -108,9 +111,11 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
     try:
         existing = _check_output(folder, resume, overwrite)  # again, now that no one else can write here
         t = cfg.train
-        trainer = Trainer(task, folder, epochs=t.epochs, eval_every=t.eval_every, patience=t.patience,
-                          seed=cfg.seed, grad_clip=t.grad_clip, per_step_noise=cfg.noise.per_step,
-                          checkpoint_every=t.checkpoint_every, progress=progress, log=echo)
+        optimizer, scheduler = task.make_optimizer()
+        trainer = Trainer(task, folder, epochs=t.epochs, seed=cfg.seed,
+                          callbacks=standard_callbacks(task, cfg, scheduler), grad_clip=t.grad_clip,
+                          checkpoint_every=t.checkpoint_every, progress=progress, log=echo,
+                          optimizer=(optimizer, scheduler))
         if existing and resume:
             trainer.resume()  # a checkpoint of another dataset/config fails here, before anything is written
         _remove_stale_temp_files(folder)
@@ -150,6 +155,7 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
 
 
 def load_best(task, folder: Path) -> int:
+    """Load ``best.pt`` of ``folder`` into ``task.model``; returns its epoch."""
     path = Path(folder) / BEST
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "snagkg-model":

@@ -1,10 +1,12 @@
-"""The training loop shared by both tasks: epochs, progress, validation-based
-model selection, early stopping, crash-safe checkpoints and exact resume.
+"""The training loop shared by both tasks: epochs, batches, optimiser steps, progress,
+crash-safe checkpoints and exact resume.
 
-A *task* object supplies the task-specific parts (see :class:`Task`). All
-randomness of epoch ``e`` is seeded from ``(seed, e)``, so resuming from the
-checkpoint of epoch ``e - 1`` replays epoch ``e`` exactly: an interrupted and
-resumed CPU run ends with the same numbers as an uninterrupted one.
+A *task* supplies the task-specific parts (the :class:`Task` contract); everything around
+the loop (noise refresh, learning-rate schedules, iterative learning, validation and early
+stopping) is a :class:`~snagkg.callbacks.TrainingCallback`. All randomness of epoch ``e`` is
+seeded from ``(seed, e)``, so resuming from the checkpoint of epoch ``e - 1`` replays epoch
+``e`` exactly: an interrupted and resumed CPU run ends with the same numbers as an
+uninterrupted one.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import torch
 
+from .callbacks import TrainingCallback
 from .errors import SnagError
 from .io import save_torch, write_text
 
@@ -28,23 +31,48 @@ LOG = "metrics.jsonl"
 
 
 class Task(Protocol):  # pragma: no cover - typing only
-    model: torch.nn.Module
-    selection_metric: str
+    """What a task gives the trainer and the run functions (:mod:`snagkg.run`).
 
-    def make_optimizer(self) -> "tuple[torch.optim.Optimizer, Any]": ...
-    def start_epoch(self, epoch: int, generator: torch.Generator) -> None: ...
-    def batches(self, generator: torch.Generator) -> List[torch.Tensor]: ...
-    def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
-    def validate(self) -> Dict[str, float]: ...
-    def fingerprint(self) -> Dict[str, Any]: ...
+    Both tasks (:class:`snagkg.completion.task.CompletionTask`,
+    :class:`snagkg.alignment.task.AlignmentTask`) implement it; a new task registers its
+    builder in :data:`snagkg.registry.TASKS`.
+    """
+
+    #: the model: a ``torch.nn.Module`` holding a ``MultiModalEntityRepresentation`` as ``entities``
+    model: torch.nn.Module
+    #: the validation metric that selects the best model (higher is better)
+    selection_metric: str
+    #: where the model lives
+    device: torch.device
+
+    def make_optimizer(self) -> "tuple[torch.optim.Optimizer, Any]":
+        """The optimiser and an optional learning-rate scheduler (saved in checkpoints)."""
+    def callbacks(self, scheduler: Any) -> List[TrainingCallback]:
+        """The task's own callbacks (e.g. the learning-rate schedule, iterative learning)."""
+    def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
+        """The epoch's training batches, shuffled with ``generator``."""
+    def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The scalar loss of one batch (the trainer back-propagates and steps)."""
+    def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
+                 progress: bool = False) -> Dict[str, Any]:
+        """Metrics of the current model on ``split`` (``valid`` or ``test``)."""
+    def validate(self) -> Dict[str, Any]:
+        """Metrics on the validation split, as logged during training."""
+    def fingerprint(self) -> Dict[str, Any]:
+        """What a checkpoint must match to be loaded (dataset and model shape)."""
+    def dataset_info(self) -> Dict[str, Any]:
+        """The dataset summary written as ``dataset.json``."""
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """The seed of random stream ``stream`` (0: dropout, 1: noise and batches) in ``epoch``."""
     return (int(seed) * 1_000_003 + int(epoch) * 9_176 + stream * 7_919) % (2**63 - 1)
 
 
 @dataclass
 class TrainState:
+    """Where a run is: epochs done, best validation score and epoch, early-stop counter, history."""
+
     epoch: int = 0
     best_score: float = float("-inf")
     best_epoch: int = 0
@@ -55,6 +83,7 @@ class TrainState:
     history: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The state as a plain dict (saved in checkpoints)."""
         return dict(self.__dict__)
 
 
@@ -82,6 +111,7 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
 
 
 def check_fingerprint(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
+    """Raise a one-line error when a checkpoint's fingerprint differs from the current task's."""
     if not isinstance(saved, dict):
         raise SnagError("checkpoint has no valid dataset/config fingerprint", path)
     for key, value in current.items():
@@ -96,20 +126,31 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Trainer:
-    def __init__(self, task: Task, folder: Path, epochs: int, eval_every: int, patience: int,
-                 seed: int, grad_clip: float = 0.0, per_step_noise: bool = False,
-                 checkpoint_every: int = 1, progress: Optional[bool] = None, log=print):
+    """Train ``task`` into ``folder`` for ``epochs`` epochs with ``callbacks``.
+
+    ``callbacks``: :class:`~snagkg.callbacks.TrainingCallback` objects called in order (see
+    :func:`snagkg.run.standard_callbacks`); ``grad_clip``: the gradient norm clip (0: off);
+    ``checkpoint_every``: epochs between resumable checkpoints; ``progress``: a progress bar
+    (default: when stderr is a terminal); ``log``: where one-line messages go.
+    """
+
+    def __init__(self, task: Task, folder: Path, epochs: int, seed: int,
+                 callbacks: Sequence[TrainingCallback] = (), grad_clip: float = 0.0,
+                 checkpoint_every: int = 1, progress: Optional[bool] = None, log=print,
+                 optimizer: Any = None):
         self.task, self.folder = task, Path(folder)
-        self.epochs, self.eval_every, self.patience = epochs, eval_every, patience
-        self.seed, self.grad_clip, self.per_step_noise = seed, grad_clip, per_step_noise
+        self.epochs, self.seed, self.grad_clip = epochs, seed, grad_clip
         self.checkpoint_every = checkpoint_every
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.log = log
-        self.optimizer, self.scheduler = task.make_optimizer()
+        self.optimizer, self.scheduler = optimizer if optimizer is not None else task.make_optimizer()
+        self.callbacks = list(callbacks)
         self.state = TrainState()
+        self.last_loss = float("nan")
 
     # -- checkpoints -------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Write ``checkpoint.pt`` (model, optimiser, scheduler, state) and ``metrics.jsonl`` atomically."""
         save_torch(self.folder / CHECKPOINT, {
             "kind": "snagkg-checkpoint",
             "model": self.task.model.state_dict(),
@@ -121,6 +162,7 @@ class Trainer:
         write_text(self.folder / LOG, "".join(json.dumps(h) + "\n" for h in self.state.history))
 
     def save_best(self) -> None:
+        """Write the current model as ``best.pt``."""
         save_torch(self.folder / BEST, {
             "kind": "snagkg-model",
             "model": self.task.model.state_dict(),
@@ -129,6 +171,7 @@ class Trainer:
         })
 
     def resume(self) -> None:
+        """Load ``checkpoint.pt`` of ``folder`` (one-line errors for a foreign or broken checkpoint)."""
         path = self.folder / CHECKPOINT
         ckpt = load_checkpoint(path)
         if ckpt.get("kind") != "snagkg-checkpoint":
@@ -154,7 +197,8 @@ class Trainer:
         torch.manual_seed(epoch_seed(self.seed, epoch, 0))  # dropout
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, 1))
         task.model.train()
-        task.start_epoch(epoch, gen)
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch, gen)
         batches = task.batches(gen)
         total = sum(len(b) for b in batches)
         bar = None
@@ -163,9 +207,9 @@ class Trainer:
             bar = tqdm(total=total, desc=f"epoch {epoch}/{self.epochs}", unit="triple", unit_scale=True,
                        leave=False, mininterval=0.5, file=sys.stderr)
         losses = []
-        for batch in batches:
-            if self.per_step_noise:
-                task.start_epoch(epoch, gen)
+        for i, batch in enumerate(batches):
+            for cb in self.callbacks:
+                cb.on_batch_start(self, epoch, i, len(batches), gen)
             self.optimizer.zero_grad(set_to_none=True)
             loss = task.step(batch, gen)
             if not torch.isfinite(loss):
@@ -174,8 +218,6 @@ class Trainer:
             if self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip)
             self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
             losses.append(float(loss.detach()))
             if bar is not None:
                 bar.update(len(batch))
@@ -194,32 +236,18 @@ class Trainer:
                          f"try a lower --lr (or --precision fp32)", self.folder)
 
     def fit(self) -> TrainState:
+        """Train until ``epochs`` or an early stop; returns the final :class:`TrainState`."""
         st = self.state
-        metric = self.task.selection_metric
         while st.epoch < self.epochs and not st.stopped_early:
             epoch = st.epoch + 1
             t0 = time.perf_counter()
-            loss = self._epoch(epoch)
+            self.last_loss = loss = self._epoch(epoch)
             seconds = time.perf_counter() - t0
             st.epoch = epoch
             st.epoch_seconds.append(seconds)
             entry: Dict[str, Any] = {"epoch": epoch, "loss": round(loss, 6), "seconds": round(seconds, 3)}
-            if epoch % self.eval_every == 0 or epoch == self.epochs:
-                self.task.model.eval()
-                valid = self.task.validate()
-                entry["valid"] = valid
-                score = valid[metric]
-                if score > st.best_score:
-                    st.best_score, st.best_epoch, st.bad_evals = score, epoch, 0
-                    self.save_best()
-                    flag = " (best)"
-                else:
-                    st.bad_evals += 1
-                    flag = f" (no gain {st.bad_evals}/{self.patience})"
-                self.log(f"epoch {epoch}: loss {loss:.4f}, valid {metric} {score:.4f}{flag}, {seconds:.1f}s/epoch")
-                if st.bad_evals >= self.patience:
-                    st.stopped_early = True
-                    self.log(f"early stop: no valid gain in {self.patience} evaluations; best epoch {st.best_epoch}")
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, entry)
             st.history.append(entry)
             if epoch % self.checkpoint_every == 0 or st.stopped_early or epoch == self.epochs:
                 self.save_checkpoint()
@@ -228,4 +256,5 @@ class Trainer:
         return st
 
     def median_epoch_seconds(self) -> float:
+        """Median wall time of the epochs run so far."""
         return float(statistics.median(self.state.epoch_seconds)) if self.state.epoch_seconds else 0.0

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..representation import EmbeddingStructure
+
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the products used here are stable
         warnings.simplefilter("ignore")
@@ -158,3 +160,23 @@ def union_edges(triples: np.ndarray, num_entities: int) -> EdgeIndex:
     dst = np.concatenate([t, h, loops])
     key = np.unique(dst * num_entities + src)
     return EdgeIndex(torch.from_numpy(key % num_entities), torch.from_numpy(key // num_entities), num_entities)
+
+
+class GATStructure(EmbeddingStructure):
+    """The trainable table passed through a graph attention network over the KG (MMEA, SPEC section 5)."""
+
+    def __init__(self, weight: torch.Tensor, edges: "EdgeIndex", layers: int = 2, heads: int = 2,
+                 dropout: float = 0.0):
+        super().__init__(weight)
+        self.edges = edges
+        self.gat = GAT(self.dim, layers, heads, dropout) if layers > 0 else None
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """``GAT(table)`` over the fixed edge list (the table itself without GAT layers)."""
+        return table if self.gat is None else self.gat(table, self.edges)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if self.edges.src.device != self.weight.device:  # the edge index follows the module
+            self.edges.to(self.weight.device)
+        return out

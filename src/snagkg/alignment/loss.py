@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..encoder import attention_weighted
+from ..heads import LOSSES, Loss
+
 
 def icl_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1,
              weight: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -45,3 +48,35 @@ class UncertaintyWeighting(nn.Module):
     def forward(self, losses: Sequence[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(list(losses))
         return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
+
+
+@LOSSES.register("icl")
+class ICLLoss(Loss):
+    """SNAG's alignment objective on a batch of links (SPEC section 5).
+
+    ICL on the fused vectors and on their attention-weighted concatenation, plus per-modality
+    terms combined with learned uncertainty weights: each modality's projected token weighted
+    per link by ``min(w_a[m], w_b[m]) * M``, and each fusion output token.
+    """
+
+    name = "icl"
+
+    def __init__(self, num_modalities: int, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = float(temperature)
+        self.num_modalities = int(num_modalities)
+        # one uncertainty weight per modality term: projected token and fusion output of each modality
+        self.uncertainty = UncertaintyWeighting(2 * self.num_modalities)
+
+    def forward(self, fused, b: int) -> torch.Tensor:
+        """The loss of links whose left entities are ``fused``'s first ``b`` rows and right entities the rest
+        (``fused``: a :class:`snagkg.encoder.Fused` of ``2 b`` entities)."""
+        tau, n_mod = self.temperature, self.num_modalities
+        total = icl_loss(fused.vector[:b], fused.vector[b:], tau)
+        aw = attention_weighted(fused.tokens, fused.weights)
+        total = total + icl_loss(aw[:b], aw[b:], tau)
+        w = fused.weights.detach()
+        conf = torch.minimum(w[:b], w[b:]) * n_mod  # per link and modality
+        terms = [icl_loss(fused.tokens[:b, k], fused.tokens[b:, k], tau, weight=conf[:, k]) for k in range(n_mod)]
+        terms += [icl_loss(fused.outputs[:b, k], fused.outputs[b:, k], tau) for k in range(n_mod)]
+        return total + self.uncertainty(terms)

@@ -12,11 +12,12 @@ with ``r_y(x_i)`` the mean cosine of ``x_i`` to its ``k`` nearest ``y`` and
 ``r_x(y_j)`` the mean cosine of ``y_j`` to its ``k`` nearest ``x``. ``k = 0``
 is plain cosine (times 2).
 
-Metric keys: ``hits@1``, ``hits@10``, ``mrr``, ``mr`` rank each left entity's
-gold partner among the right candidates (left-to-right); ``rl_hits@1``,
-``rl_hits@10``, ``rl_mrr``, ``rl_mr`` rank each right entity's partner among
-the left candidates (right-to-left). Ties count as in link prediction:
-``realistic`` (mean of optimistic and pessimistic rank) or ``optimistic``.
+Metric keys: ``lr_hits@1``, ``lr_hits@10``, ``lr_mrr``, ``lr_mr`` rank each left
+entity's gold partner among the right candidates (left-to-right), and are also
+reported without the prefix (the headline direction, used for model selection);
+``rl_*`` rank each right entity's partner among the left candidates
+(right-to-left). Ties are resolved by the shared core (:mod:`snagkg.ranking`), as
+in link prediction.
 """
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..ranking import check_ties, summarize, tie_aware_rank
+
 CHUNK = 2048
+#: the hits@k reported for alignment
+ALIGNMENT_KS = (1, 10)
 
 
 def _neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
@@ -45,6 +50,7 @@ def csls_context(x: torch.Tensor, y: torch.Tensor, k: int, chunk: int = CHUNK) -
 
 
 def csls_block(xq: torch.Tensor, y: torch.Tensor, rq: torch.Tensor, ry: torch.Tensor) -> torch.Tensor:
+    """CSLS scores ``[q, m]`` of queries ``xq`` against ``y`` given both sides' neighbourhood terms."""
     return 2.0 * (xq @ y.t()) - rq[:, None] - ry[None, :]
 
 
@@ -59,21 +65,8 @@ def _ranks(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,
         true = scores[ar, ar + s]
         better = (scores > true[:, None]).sum(dim=1)
         equal = (scores == true[:, None]).sum(dim=1) - 1
-        opt = 1.0 + better.double()
-        out.append(opt if ties == "optimistic" else opt + equal.double() / 2.0)
+        out.append(tie_aware_rank(better, equal, ties))
     return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.double)
-
-
-def summarize(ranks: torch.Tensor, prefix: str = "") -> Dict[str, float]:
-    if ranks.numel() == 0:
-        return {f"{prefix}{k}": 0.0 for k in ("hits@1", "hits@10", "mrr", "mr")}
-    r = ranks.double()
-    return {
-        f"{prefix}hits@1": float((r <= 1).double().mean()),
-        f"{prefix}hits@10": float((r <= 10).double().mean()),
-        f"{prefix}mrr": float((1.0 / r).mean()),
-        f"{prefix}mr": float(r.mean()),
-    }
 
 
 @torch.no_grad()
@@ -84,8 +77,7 @@ def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "re
     Candidates are all rows of the other side; ``limit`` ranks only the first
     ``limit`` queries of each direction (the candidates stay complete).
     """
-    if ties not in ("realistic", "optimistic"):
-        raise ValueError(f"ties must be 'realistic' or 'optimistic', got {ties!r}")
+    check_ties(ties)
     if x.shape != y.shape:
         raise ValueError("x and y must hold the two sides of the same gold pairs")
     count = x.shape[0] if not limit else min(limit, x.shape[0])
@@ -96,9 +88,12 @@ def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "re
 def alignment_metrics(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
                       chunk: int = CHUNK) -> Dict[str, float]:
     t0 = time.perf_counter()
+    """CSLS metrics of gold pairs ``(x[i], y[i])`` in both directions (see the module's keys), with
+    ``count``, ``candidates`` and ranking ``seconds``."""
     lr, rl = rank_alignment(x, y, k, ties, limit, chunk)
-    out = summarize(lr)
-    out.update(summarize(rl, "rl_"))
+    out = summarize(lr, ks=ALIGNMENT_KS)
+    out.update(summarize(lr, ks=ALIGNMENT_KS, prefix="lr_"))
+    out.update(summarize(rl, ks=ALIGNMENT_KS, prefix="rl_"))
     out["count"] = int(len(lr))
     out["candidates"] = int(y.shape[0])
     out["seconds"] = round(time.perf_counter() - t0, 4)

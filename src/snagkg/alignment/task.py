@@ -5,14 +5,14 @@
   validation slice (``alignment.valid_ratio`` of the training share) is held
   out of training and used for model selection (``hits@1`` on it), never test.
 * Learning rate: AdamW, linear warm-up over ``alignment.warmup`` of the run,
-  then cosine decay, set per step from the epoch position (so a resumed run
-  follows the same schedule).
-* Iterative learning (``alignment.iterative``): from epoch
-  ``iterative_start`` on, every ``propose_every`` epochs the mutual nearest
-  neighbours among entities not in any seed link are proposed; proposals that
-  stay mutual across consecutive proposals are added to the training links
-  every ``add_every`` epochs. The added links are a model buffer, saved in
-  every checkpoint.
+  then cosine decay (:class:`snagkg.callbacks.WarmupCosine`), set before each step
+  from the position in the run (so a resumed run follows the same schedule).
+* Iterative learning (``alignment.iterative``, the :class:`IterativeLearning`
+  callback): from epoch ``iterative_start`` on, every ``propose_every`` epochs the
+  mutual nearest neighbours among entities not in any seed link are proposed;
+  proposals that stay mutual across consecutive proposals are added to the
+  training links every ``add_every`` epochs. The added links are a model buffer,
+  saved in every checkpoint.
 * Evaluation: clean ``global_weighted`` vectors, L2-normalised; for each left
   entity of the split its partner is ranked among the right entities of the
   split with CSLS (``alignment.csls_k``); both directions are reported (see
@@ -21,18 +21,19 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..callbacks import ScheduleByPosition, TrainingCallback, WarmupCosine
 from ..config import RunConfig
 from ..datasets.alignment_pair import DEFAULT_TRAIN_RATIO, AlignmentPair, load_alignment_dataset, split_links
 from ..devices import select_device
 from ..errors import SnagError
 from ..features.alignment import build_tables, resolve_modalities
 from ..kernels import fused_optimizer
+from ..registry import TASKS
 from .gat import union_edges
 from .metrics import alignment_metrics, mutual_nearest, one_to_one
 from .model import AlignmentModel
@@ -40,7 +41,20 @@ from .model import AlignmentModel
 __all__ = ["AlignmentTask", "load_alignment_dataset"]
 
 
+class IterativeLearning(TrainingCallback):
+    """Iterative learning at the start of every epoch (see :meth:`AlignmentTask.iterate`)."""
+
+    def __init__(self, task: "AlignmentTask"):
+        self.task = task
+
+    def on_epoch_start(self, trainer, epoch, generator):
+        self.task.iterate(epoch)
+
+
 class AlignmentTask:
+    """Alignment of the two KGs of an :class:`AlignmentPair` with the config ``cfg`` (selection:
+    valid ``hits@1``, left to right)."""
+
     selection_metric = "hits@1"
 
     def __init__(self, pair: AlignmentPair, cfg: RunConfig, device: Optional[torch.device] = None):
@@ -67,59 +81,35 @@ class AlignmentTask:
         known = np.concatenate([self.train_links, self.valid_links]).reshape(-1)
         self._known = np.zeros(pair.num_entities, dtype=bool)
         self._known[known] = True
-        self.optimizer: Optional[torch.optim.Optimizer] = None
-        self._epoch = 0
-        self._batch = 0
-        self._num_batches = 1
-        self._iterated_for = 0
 
     # -- training ------------------------------------------------------------
     def make_optimizer(self):
+        """AdamW with the warm-up + cosine schedule over ``train.epochs``."""
         t = self.cfg.train
-        self.optimizer = fused_optimizer(torch.optim.AdamW, self.model.parameters(), lr=t.lr,
-                                         weight_decay=t.weight_decay)
-        return self.optimizer, None
+        opt = fused_optimizer(torch.optim.AdamW, self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return opt, WarmupCosine(opt, t.epochs, self.cfg.alignment.warmup)
 
-    def lr_factor(self, epoch: int, batch: int, num_batches: int) -> float:
-        """Warm-up then cosine, as a function of the position in the run (epoch is 1-based)."""
-        total = max(1, self.cfg.train.epochs)
-        p = (epoch - 1 + batch / max(1, num_batches)) / total
-        warm = self.cfg.alignment.warmup
-        if p < warm:
-            return min(1.0, (p + 1.0 / (total * max(1, num_batches))) / warm)
-        if warm >= 1.0:
-            return 1.0
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (p - warm) / (1.0 - warm))))
+    def callbacks(self, scheduler: WarmupCosine) -> List[TrainingCallback]:
+        """The learning-rate schedule, then iterative learning."""
+        return [ScheduleByPosition(scheduler), IterativeLearning(self)]
 
     def training_links(self) -> torch.Tensor:
+        """The seed training links plus the links added by iterative learning ``[L, 2]``."""
         return torch.cat([self.seed_links, self.model.added_links.cpu()])
 
-    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
-        self.model.refresh_noise(generator)
-        if epoch != self._epoch:  # once per epoch, also when noise is refreshed every step
-            self._epoch, self._batch = epoch, 0
-            if self._iterated_for != epoch:
-                self._iterated_for = epoch
-                self.iterate(epoch)
-
     def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
+        """The training links, shuffled, in batches of ``train.batch_size``."""
         links = self.training_links()
         perm = torch.randperm(len(links), generator=generator)
-        out = list(links[perm].split(self.cfg.train.batch_size))
-        self._num_batches = len(out)
-        self._batch = 0
-        return out
+        return list(links[perm].split(self.cfg.train.batch_size))
 
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.optimizer is not None:
-            f = self.lr_factor(self._epoch, self._batch, self._num_batches)
-            for g in self.optimizer.param_groups:
-                g["lr"] = self.cfg.train.lr * f
-        self._batch += 1
-        return self.model.loss(batch.to(self.device))
+        """The loss of one batch of links ``[B, 2]``."""
+        return self.model.link_loss(batch.to(self.device))
 
     # -- iterative learning ------------------------------------------------------
     def iterative_start(self) -> int:
+        """The first epoch after which proposals are made (``alignment.iterative_start``, or half the run)."""
         al = self.cfg.alignment
         return al.iterative_start or max(1, self.cfg.train.epochs // 2)
 
@@ -167,6 +157,7 @@ class AlignmentTask:
 
     # -- evaluation ----------------------------------------------------------------
     def split_links(self, split: str) -> np.ndarray:
+        """The gold links ``[L, 2]`` of ``split`` (train, valid or test)."""
         if split == "valid":
             return self.valid_links
         if split == "test":
@@ -176,18 +167,21 @@ class AlignmentTask:
         raise SnagError(f"split must be 'valid' or 'test', got {split!r}")
 
     def pair_vectors(self, links: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Clean, normalised vectors of the links' left and right entities."""
         idx = torch.from_numpy(np.concatenate([links[:, 0], links[:, 1]])).long().to(self.device)
         vecs = self.model.entity_vectors(idx)
         return vecs[:len(links)], vecs[len(links):]
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
                  progress: bool = False) -> Dict[str, float]:
+        """CSLS ranking metrics of ``split``'s links, both directions (the first ``limit`` queries)."""
         links = self.split_links(split)
         x, y = self.pair_vectors(links)
         m = alignment_metrics(x, y, k=self.cfg.alignment.csls_k, ties=ties or self.cfg.ties, limit=limit)
         return m
 
     def validate(self) -> Dict[str, Any]:
+        """Validation metrics, rounded, with the number of links added so far."""
         m = self.evaluate("valid")
         out: Dict[str, Any] = {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
         out["added_links"] = int(len(self.model.added_links))
@@ -221,6 +215,7 @@ class AlignmentTask:
 
     # -- bookkeeping -----------------------------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
+        """Dataset size, the links' digest and the model's shape (checked on load)."""
         h = hashlib.sha1()
         for arr in (self.train_links, self.valid_links, self.test_links):
             h.update(np.ascontiguousarray(arr).tobytes())
@@ -228,12 +223,13 @@ class AlignmentTask:
             "task": "alignment",
             "entities": self.pair.num_entities,
             "links_sha1": h.hexdigest()[:16],
-            "modalities": ",".join(f"{m}:{self.model.table(m).shape[1]}" for m in self.modalities),
+            "modalities": ",".join(f"{m}:{self.model.entities.table(m).shape[1]}" for m in self.modalities),
             "hidden": self.cfg.encoder.hidden,
             "structure_dim": self.cfg.alignment.structure_dim,
         }
 
     def dataset_info(self) -> Dict[str, Any]:
+        """The pair's summary with the split sizes, modalities used and their tables."""
         info = self.pair.summary()
         info["split"] = {"train": int(len(self.train_links)), "valid": int(len(self.valid_links)),
                          "test": int(len(self.test_links))}
@@ -242,3 +238,10 @@ class AlignmentTask:
                                    for m, t in self.tables.items()}
         info["notes"] = list(self.pair.notes)
         return info
+
+
+@TASKS.register("alignment")
+def build_alignment_task(cfg: RunConfig) -> AlignmentTask:
+    """Read ``cfg.dataset`` (DBP15K or OpenEA folder) and build the alignment task."""
+    return AlignmentTask(load_alignment_dataset(cfg.dataset, seed=cfg.seed), cfg)
+

@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..heads import LOSSES, Loss
+
 
 def self_adversarial_loss(pos_score: torch.Tensor, neg_score: torch.Tensor,
                           neg_mask: Optional[torch.Tensor] = None, temperature: float = 2.0) -> torch.Tensor:
@@ -23,3 +25,20 @@ def self_adversarial_loss(pos_score: torch.Tensor, neg_score: torch.Tensor,
         p = torch.nan_to_num(p, nan=0.0)  # a row with no usable negative contributes no negative term
     neg_term = (p * F.logsigmoid(-neg_score)).sum(dim=-1)
     return -(F.logsigmoid(pos_score) + neg_term).mean()
+
+
+@LOSSES.register("nssa")
+class NSSALoss(Loss):
+    """Self-adversarial negative sampling (SPEC section 4) as a head's loss: :func:`self_adversarial_loss`
+    with the adversarial temperature ``alpha``."""
+
+    name = "nssa"
+
+    def __init__(self, temperature: float = 2.0):
+        super().__init__()
+        self.temperature = float(temperature)
+
+    def forward(self, pos_score: torch.Tensor, neg_score: torch.Tensor,
+                neg_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The batch mean of the loss of ``pos_score [B]`` against ``neg_score [B, K]``."""
+        return self_adversarial_loss(pos_score, neg_score, neg_mask, self.temperature)

@@ -1,121 +1,133 @@
-"""The SNAG completion model: a structure embedding table plus frozen modality
-tables, noise-masked in training, fused by the shared encoder, scored by RotatE.
+"""The SNAG completion model (SPEC section 4): the shared entity representation, scored by RotatE.
+
+``CompletionModel = MultiModalEntityRepresentation + interaction (RotatE) + loss (NSSA)``,
+as PyKEEN's ``ERModel``. Options of the head:
+
+* ``completion.structure_residual``: the (noised) structure row is added to the fused vector,
+  SNAG's fusion as a plug-in to RotatE (SPEC section 6);
+* ``completion.residual_gate``: the fused vector is first multiplied by a learned scalar that
+  starts at 0, so that training starts from plain RotatE.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..config import RunConfig
-from ..encoder import Fused, ModalityEncoder, NoFusion
 from ..errors import SnagError
-from ..tables import FeatureTable, register_buffers
-from ..noise import NoisedTables, modality_noises
-from .scorers import SCORERS
+from ..heads import LOSSES, fused_kernel
+from ..registry import SCORERS
+from ..representation import EmbeddingStructure, MultiModalEntityRepresentation
+from . import loss as _losses  # noqa: F401  (registers the completion losses)
+
+#: parameter names of checkpoints written before the shared representation existed
+LEGACY_KEYS = (("entity", "entities.structure.weight"), ("encoder.", "entities.encoder."),
+               ("scorer.", "interaction."))
+
+
+def rename_legacy_keys(state_dict: Dict[str, Any], prefix: str, legacy: Sequence) -> None:
+    """Rename, in place, the keys of an older checkpoint's ``state_dict`` under ``prefix`` to today's names
+    (``legacy``: ``(old, new)`` pairs; an old name ending in ``.`` renames a whole sub-module)."""
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        for old, new in legacy:
+            if rest == old or (old.endswith(".") and rest.startswith(old)):
+                state_dict[prefix + new + rest[len(old):]] = state_dict.pop(key)
+                break
 
 
 class CompletionModel(nn.Module):
-    def __init__(self, num_entities: int, num_relations: int, tables: Dict[str, FeatureTable],
-                 modalities: Sequence[str], cfg: RunConfig):
+    """Entity representation (``entities``), ``interaction`` (a registered scorer), ``loss`` (NSSA).
+
+    Entity vectors are the representation's readout times ``output_scale``, which maps the
+    readout's initial scale to RotatE's initial range (1 without the fusion encoder).
+    """
+
+    def __init__(self, num_entities: int, num_relations: int, tables: Mapping[str, Any],
+                 modalities: Sequence[str], cfg: Any):
         super().__init__()
-        enc, noise, comp = cfg.encoder, cfg.noise, cfg.completion
-        self.modalities: List[str] = list(modalities)
-        self.num_entities = num_entities
-        self._noised = NoisedTables()  # see inputs()
-        k = enc.hidden // 2
-        rng = (comp.margin + 2.0) / k
-        self.entity = nn.Parameter(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
-        dims = {}
-        for m in self.modalities:
-            if m == "structure":
-                dims[m] = enc.hidden
-                continue
-            dims[m] = register_buffers(self, m, tables[m], missing=True)
-        if enc.fusion:
-            self.encoder = ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers,
-                                           heads=enc.heads, layers=enc.layers, dropout=enc.dropout,
-                                           ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout,
-                                           projection_activation=enc.projection_activation)
-        else:  # plain RotatE on the structure embedding (with GMNM, when on)
-            self.encoder = NoFusion(dims)
-        self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
-        self.scorer = SCORERS.get(comp.scorer)(num_relations, self.encoder.width, comp.margin)
+        enc, comp = cfg.encoder, cfg.completion
+        rng = (comp.margin + 2.0) / (enc.hidden // 2)
+        structure = EmbeddingStructure(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
+        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, enc, cfg.noise, cfg.precision)
+        self.interaction = SCORERS.get(comp.scorer)(num_relations, self.entities.width, comp.margin)
+        self.loss = LOSSES.get("nssa")(comp.adversarial_temperature)
         # Map the readout to RotatE's initial scale: coordinates ~ U(-range, range) have RMS range/sqrt(3).
-        # (Without the encoder the embedding itself is initialised in RotatE's range: scale 1.)
-        self.output_scale = (self.scorer.embedding_range / math.sqrt(3.0) / self.encoder.readout.unit_rms
+        self.output_scale = (self.interaction.embedding_range / math.sqrt(3.0) / self.entities.encoder.readout.unit_rms
                              if enc.fusion else 1.0)
         self.structure_residual = bool(comp.structure_residual and enc.fusion)
-        if self.structure_residual and "structure" not in self.modalities:
+        if self.structure_residual and "structure" not in self.entities.modalities:
             raise SnagError("completion.structure_residual (--structure-residual) needs the structure modality; "
-                            f"the run uses {', '.join(self.modalities)}")
+                            f"the run uses {', '.join(self.entities.modalities)}")
         # the learned share of the fused vector (completion.residual_gate); None: a fixed 1
         self.gate = nn.Parameter(torch.zeros(())) if self.structure_residual and comp.residual_gate else None
+        self._fused = fused_kernel(self.interaction, self.loss)
 
-    def table(self, m: str) -> torch.Tensor:
-        return self.entity if m == "structure" else getattr(self, f"feat_{m}")
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def modalities(self):
+        """The representation's modalities, in token order."""
+        return self.entities.modalities
 
     def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
-        for m in self.modalities:
-            t = self.table(m)
-            self.noise[m].refresh(t.shape[0], t.shape[1], generator)
-        self._noised.clear()
-
-    def _apply(self, fn, *args, **kwargs):
-        self._noised.clear()
-        return super()._apply(fn, *args, **kwargs)
-
-    def inputs(self, dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
-        """Every modality table, with GMNM applied in training mode.
-
-        The frozen tables (every modality but the trainable structure embedding) are the
-        same from one step to the next until the noise is drawn again (once per epoch), so
-        each is blended, and cast to ``dtype`` when given, once per draw and reused.
-        """
-        out = {}
-        for m in self.modalities:
-            x = self.table(m)
-            if m == "structure":  # mu, sigma recomputed from the current embedding table
-                out[m] = self.noise[m](x)
-                continue
-            out[m] = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"), getattr(self, f"std_{m}"),
-                                      dtype)
-        return out
-
-    def fuse(self, index: Optional[torch.Tensor] = None) -> Fused:
-        return self.encoder(self.inputs(), index)
+        """Draw new modality noise (see :meth:`MultiModalEntityRepresentation.refresh_noise`)."""
+        self.entities.refresh_noise(generator)
 
     def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Fused entity vectors ``[N, width]`` scaled for the scorer (all entities by default)."""
-        inputs = self.inputs()
-        v = self.encoder(inputs, index).vector * self.output_scale
+        """Entity vectors ``[n, width]`` for the scorer (all entities by default), through the full encoder."""
+        inputs = self.entities.inputs()
+        v = self.entities.encode(inputs, index).vector * self.output_scale
         return self._gated(v) + self._residual(inputs, index) if self.structure_residual else v
 
-    def vectors(self, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        """:meth:`entity_vectors` of every entity through the encoder's readout-only path
-        (``dtype``: the frozen tables' precision; call under the matching autocast)."""
-        inputs = self.inputs(dtype)
-        v = self.encoder.vectors(inputs, scale=self.output_scale)
-        return self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
+    def vectors(self) -> torch.Tensor:
+        """:meth:`entity_vectors` of every entity through the encoder's readout-only path, float32."""
+        inputs = self.entities.inputs(self.entities.cast_dtype)
+        v = self.entities.encode_vectors(inputs, None, self.output_scale)
+        v = self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
+        return v.float()
 
     def _gated(self, v: torch.Tensor) -> torch.Tensor:
         return v if self.gate is None else v * self.gate
 
-    def _residual(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
+    @staticmethod
+    def _residual(inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
         x = inputs["structure"]
         return x if index is None else x.index_select(0, index)
 
+    def sampled_loss(self, batch: torch.Tensor, candidate: torch.Tensor, corrupt_head: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """The loss of positives ``batch [B, 3]`` against ``candidate [B, K]`` entities replacing the head
+        (where ``corrupt_head``) or the tail; ``mask`` marks usable negatives.
+
+        Every entity is fused once per step; the registered fused kernel of the interaction and
+        the loss is used when there is one.
+        """
+        vecs = self.vectors()
+        sc = self.interaction
+        h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+        if self._fused is not None:  # one rotation per positive and direction, fused loops
+            return self._fused(sc, vecs, h, r, t, candidate, corrupt_head, mask, self.loss.temperature)
+        # One query per positive and direction; a negative only swaps the candidate entity,
+        # so the rotation is never recomputed for the [B, K] negatives.
+        q_tail = sc.query(vecs[h], r, True)    # h o r, compared with tails
+        q_head = sc.query(vecs[t], r, False)   # t o conj(r), compared with heads
+        pos = sc.margin - sc.distance(q_tail, vecs[t])
+        q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+        negs = sc.margin - sc.distance(q, vecs[candidate])
+        return self.loss(pos, negs, mask)
+
     @torch.no_grad()
-    def modality_weights(self) -> torch.Tensor:
-        """Per-entity modality confidence ``[N, M]`` (clean inputs), columns in ``self.modalities`` order."""
-        was = self.training
-        self.eval()
-        try:
-            return self.fuse().weights
-        finally:
-            self.train(was)
+    def modality_weights(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-entity modality confidence ``[n, M]`` (clean inputs), columns in ``self.modalities`` order."""
+        return self.entities.modality_weights(index)
 
     def parameter_count(self) -> int:
+        """Number of trainable parameters (entity table included)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

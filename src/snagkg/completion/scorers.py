@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import kernels
+from ..heads import FUSED, Interaction
 from ..registry import Registry
 from .loss import self_adversarial_loss
 
@@ -182,12 +183,14 @@ class SampledLoss(torch.autograd.Function):
 
 
 @SCORERS.register("rotate")
-class RotatE(nn.Module):
+class RotatE(Interaction):
     """RotatE: relations are rotations in the complex plane, ``d = ||h o r - t||`` (L1 over moduli).
 
     Entities have width ``2k`` (``k`` complex numbers); relations are ``k`` phases
-    stored in ``[-range, range]`` and mapped to ``[-pi, pi]``.
+    stored in ``[-range, range]`` and mapped to ``[-pi, pi]``. The score is ``margin - d``.
     """
+
+    name = "rotate"
 
     def __init__(self, num_relations: int, entity_width: int, margin: float = 12.0):
         super().__init__()
@@ -226,20 +229,22 @@ class RotatE(nn.Module):
         """Distances of every query ``[B, 2k]`` to every row of ``table [N, 2k]``: ``[B, N]``."""
         return kernels.complex_l1_pairwise(q, table, compiled)
 
-    def sampled_loss(self, vecs: torch.Tensor, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
-                     candidate: torch.Tensor, corrupt_head: torch.Tensor, mask: torch.Tensor,
-                     temperature: float) -> torch.Tensor:
-        """Self-adversarial loss of positives ``(h, r, t)`` against ``candidate [B, K]`` entities.
-
-        :class:`SampledLoss`: compiled into fused forward and backward loops when the batch is
-        large enough (:func:`snagkg.kernels.use_compiled_training`), else the same code eagerly.
-        """
-        b, k = candidate.shape
-        idx = torch.cat([h, t, candidate.reshape(-1)])
-        compiled = kernels.use_compiled_training(b * k, vecs.shape[-1])
-        return SampledLoss.apply(vecs, self.relation, r, math.pi / self.embedding_range, idx, corrupt_head, mask,
-                                 float(self.margin), float(temperature), compiled)
-
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``margin - d(h, r, t)`` for aligned tensors of entity vectors."""
         return self.margin - self.distance(self.query(h, r, True), t)
+
+
+@FUSED.register("rotate+nssa")
+def rotate_nssa(scorer: RotatE, vecs: torch.Tensor, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                candidate: torch.Tensor, corrupt_head: torch.Tensor, mask: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+    """RotatE's self-adversarial loss of positives ``(h, r, t)`` against ``candidate [B, K]`` entities.
+
+    :class:`SampledLoss`: compiled into fused forward and backward loops when the batch is
+    large enough (:func:`snagkg.kernels.use_compiled_training`), else the same code eagerly.
+    """
+    b, k = candidate.shape
+    idx = torch.cat([h, t, candidate.reshape(-1)])
+    compiled = kernels.use_compiled_training(b * k, vecs.shape[-1])
+    return SampledLoss.apply(vecs, scorer.relation, r, math.pi / scorer.embedding_range, idx, corrupt_head, mask,
+                             float(scorer.margin), float(temperature), compiled)

@@ -1,4 +1,9 @@
-"""Completion as a training task: batches, one training step, validation."""
+"""Link prediction (multi-modal knowledge graph completion) as a task (SPEC section 4).
+
+The :class:`snagkg.training.Task` contract for completion: batches of training triples, a
+step that samples negatives (Bernoulli per relation, filtered) and returns the head's loss,
+and filtered ranking on the validation and test splits (:mod:`snagkg.evaluation`).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,13 +17,14 @@ from ..datasets.graph import KnowledgeGraph
 from ..devices import select_device
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
-from ..kernels import PRECISIONS, autocast, fused_optimizer
-from .loss import self_adversarial_loss
+from ..kernels import fused_optimizer
+from ..registry import TASKS
 from .model import CompletionModel
 from .sampler import BernoulliNegativeSampler
 
 
 def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
+    """The modalities a run uses (structure first), checked against the dataset's feature tables."""
     available = ["structure"] + sorted(kg.features)
     if requested is None:
         return available
@@ -32,6 +38,8 @@ def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -
 
 
 class CompletionTask:
+    """Completion on a :class:`KnowledgeGraph` with the config ``cfg`` (selection: valid ``mrr``)."""
+
     selection_metric = "mrr"
 
     def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None):
@@ -47,77 +55,62 @@ class CompletionTask:
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
+        """Adam over every parameter; separate groups when a learning-rate scale is not 1."""
         lr, comp, m = self.cfg.train.lr, self.cfg.completion, self.model
         params: Any = list(m.parameters())
         if (comp.embedding_lr_scale, comp.encoder_lr_scale, comp.relation_lr_scale) != (1.0, 1.0, 1.0):
             # groups: the entity table, the encoder (and its residual gate), the rest (the scorer's
             # relation parameters); one group when every scale is 1, so that older checkpoints resume
-            encoder = {id(p) for p in m.encoder.parameters()} | ({id(m.gate)} if m.gate is not None else set())
-            params = [{"params": [m.entity], "lr": lr * comp.embedding_lr_scale},
+            table = m.entities.structure.weight
+            encoder = {id(p) for p in m.entities.encoder.parameters()} | ({id(m.gate)} if m.gate is not None else set())
+            params = [{"params": [table], "lr": lr * comp.embedding_lr_scale},
                       {"params": [p for p in params if id(p) in encoder], "lr": lr * comp.encoder_lr_scale},
-                      {"params": [p for p in params if p is not m.entity and id(p) not in encoder],
+                      {"params": [p for p in params if p is not table and id(p) not in encoder],
                        "lr": lr * comp.relation_lr_scale}]
             params = [g for g in params if g["params"]]
         opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=self.cfg.train.weight_decay)
         return opt, None
 
-    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
-        self.model.refresh_noise(generator)
+    def callbacks(self, scheduler) -> list:
+        """No callbacks of its own: the noise refresh and validation are the standard ones."""
+        return []
 
     def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
+        """The training triples, shuffled, in batches of ``train.batch_size``."""
         perm = torch.randperm(len(self.train_triples), generator=generator)
         return list(self.train_triples[perm].split(self.cfg.train.batch_size))
 
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The loss of one batch of triples against negatives sampled with ``generator``."""
         # candidate [B, K]: the entity that replaces the head (corrupt_head) or the tail
         candidate, corrupt_head, mask = self.sampler.sample_candidates(batch, generator)
         dev = self.device
-        batch, candidate, corrupt_head, mask = batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev)
-        m = self.model
-        vecs = self._vectors()
-        scorer = m.scorer
-        h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
-        temperature = self.cfg.completion.adversarial_temperature
-        if hasattr(scorer, "sampled_loss"):  # fused: one rotation per positive and direction
-            return scorer.sampled_loss(vecs, h, r, t, candidate, corrupt_head, mask, temperature)
-        # One query per positive and direction; a negative only swaps the candidate entity,
-        # so the rotation is never recomputed for the [B, K] negatives.
-        q_tail = scorer.query(vecs[h], r, True)    # h o r, compared with tails
-        q_head = scorer.query(vecs[t], r, False)   # t o conj(r), compared with heads
-        pos = scorer.margin - scorer.distance(q_tail, vecs[t])
-        q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
-        negs = scorer.margin - scorer.distance(q, vecs[candidate])
-        return self_adversarial_loss(pos, negs, mask, temperature)
-
-    def _vectors(self) -> torch.Tensor:
-        """Every entity fused once (``model.entity_vectors()``, computing only what the readout
-        needs), in the run's precision; float32 out."""
-        m = self.model
-        with autocast(self.device, self.cfg.precision):
-            vecs = m.vectors(PRECISIONS[self.cfg.precision])
-        return vecs.float()
+        return self.model.sampled_loss(batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev))
 
     # -- evaluation --------------------------------------------------------
     @torch.no_grad()
     def entity_vectors(self) -> torch.Tensor:
         """``model.entity_vectors()`` in eval mode, through the encoder's readout-only (compiled) path."""
         self.model.eval()
-        return self._vectors()
+        return self.model.vectors()
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
                  progress: bool = False) -> Dict[str, float]:
+        """Filtered ranking metrics on ``split`` (the first ``limit`` triples when ``limit``)."""
         triples = torch.from_numpy(self.kg.split(split)).long()
         if limit:
             triples = triples[:limit]
         vecs = self.entity_vectors()
-        return evaluate_ranking(vecs, self.model.scorer, triples, self.filters, ties or self.cfg.ties,
+        return evaluate_ranking(vecs, self.model.interaction, triples, self.filters, ties or self.cfg.ties,
                                 progress=progress)
 
     def validate(self) -> Dict[str, float]:
+        """Validation metrics (``train.eval_limit`` triples at most), rounded for the log."""
         m = self.evaluate("valid", limit=self.cfg.train.eval_limit)
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
 
     def fingerprint(self) -> Dict[str, Any]:
+        """Dataset size, training triples' digest and the model's shape (checked on load)."""
         kg = self.kg
         digest = hashlib.sha1(np.ascontiguousarray(kg.train).tobytes()).hexdigest()[:16]
         return {
@@ -125,14 +118,23 @@ class CompletionTask:
             "entities": kg.num_entities,
             "relations": kg.num_relations,
             "train_sha1": digest,
-            "modalities": ",".join(f"{m}:{self.model.table(m).shape[1]}" for m in self.modalities),
+            "modalities": ",".join(f"{m}:{self.model.entities.table(m).shape[1]}" for m in self.modalities),
             "hidden": self.cfg.encoder.hidden,
             "readout": self.cfg.encoder.readout,
             **({} if self.cfg.encoder.fusion else {"fusion": False}),
         }
 
     def dataset_info(self) -> Dict[str, Any]:
+        """The dataset summary with the modalities used and the loader's notes."""
         info = self.kg.summary()
         info["used_modalities"] = list(self.modalities)
         info["notes"] = list(self.kg.notes)
         return info
+
+
+@TASKS.register("completion")
+def build_completion_task(cfg: RunConfig) -> CompletionTask:
+    """Read ``cfg.dataset`` (OpenKE folder or ``synthetic``) and build the completion task."""
+    from ..datasets import load_completion_dataset
+    return CompletionTask(load_completion_dataset(cfg.dataset, seed=cfg.seed), cfg)
+

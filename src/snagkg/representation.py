@@ -1,0 +1,187 @@
+"""One multi-modal entity representation for both tasks (SPEC sections 1-3).
+
+:class:`MultiModalEntityRepresentation` turns entity ids into fused entity vectors::
+
+    structure source  ->  Gauss modality noise (GMNM)  ->  per-modality projection
+    frozen tables     ->  Gauss modality noise (GMNM)  ->      -> fusion Transformer -> readout
+
+* The *structure source* is a trainable table (:class:`EmbeddingStructure`, completion) or that
+  table passed through a graph attention network (:class:`snagkg.alignment.gat.GATStructure`, alignment). The noise
+  is applied to the table before the GAT, with its statistics recomputed from the current table.
+* The frozen modality tables (image, text, relation, attribute, name, char, ...) were filled
+  where missing at load time (SPEC section 1) and are kept as buffers.
+* The noise (SPEC section 2) is applied in exactly one place: :meth:`MultiModalEntityRepresentation.inputs`.
+  It acts only in training mode, with the draw made by :meth:`~MultiModalEntityRepresentation.refresh_noise`
+  (once per epoch or once per step: :class:`snagkg.callbacks.NoiseRefresh`).
+* The encoder (:mod:`snagkg.encoder`) knows nothing of where its inputs come from; with
+  ``encoder.fusion: false`` it is :class:`~snagkg.encoder.NoFusion` (the structure table is the vector).
+
+The representation is task-agnostic: the completion model (:mod:`snagkg.completion.model`) and
+the alignment model (:mod:`snagkg.alignment.model`) each hold one, next to their interaction
+and loss, as PyKEEN's ``ERModel`` holds its entity representations.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from . import kernels
+from .encoder import Fused, ModalityEncoder, NoFusion
+from .noise import NoisedTables, modality_noises
+
+
+class EmbeddingStructure(nn.Module):
+    """The structure modality as a trainable table ``weight [N, d]`` (MKGC, SPEC section 1)."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    @property
+    def dim(self) -> int:
+        """Width of the structure vectors handed to the encoder."""
+        return int(self.weight.shape[1])
+
+    def forward(self, table: torch.Tensor) -> torch.Tensor:
+        """The structure vectors of every entity from the (noised) ``table``: the table itself."""
+        return table
+
+
+def build_encoder(dims: Dict[str, int], enc: Any) -> nn.Module:
+    """The fusion encoder for ``dims`` (modality -> input width) from an ``EncoderConfig``;
+    :class:`~snagkg.encoder.NoFusion` when ``enc.fusion`` is false."""
+    if not enc.fusion:
+        return NoFusion(dims)
+    return ModalityEncoder(dims, hidden=enc.hidden, projection_layers=enc.projection_layers, heads=enc.heads,
+                           layers=enc.layers, dropout=enc.dropout, ffn=enc.ffn, tanh=enc.tanh, readout=enc.readout,
+                           projection_activation=enc.projection_activation)
+
+
+class MultiModalEntityRepresentation(nn.Module):
+    """Structure source + frozen modality tables -> GMNM -> encoder -> fused entity vectors.
+
+    ``structure``: the structure source (kept even when ``"structure"`` is not among
+    ``modalities``, so that a model's parameters do not depend on the modalities chosen);
+    ``tables``: frozen tables by modality name, each with ``values [N, D]``, ``mean``, ``std``
+    and ``missing [N]`` (a :class:`snagkg.tables.FeatureTable`); ``modalities``: the token order;
+    ``encoder``: an ``EncoderConfig``; ``noise``: a ``NoiseConfig`` (ratio rho, mask eps, and the
+    structure table's scale of both); ``precision``: ``fp32`` or ``bf16`` (the encoder's products
+    under autocast).
+    """
+
+    def __init__(self, structure: Optional[EmbeddingStructure], tables: Mapping[str, Any], modalities: Sequence[str],
+                 encoder: Any, noise: Any, precision: str = "fp32"):
+        super().__init__()
+        self.modalities: List[str] = list(modalities)
+        if "structure" in self.modalities and structure is None:
+            raise ValueError("the structure modality needs a structure source")
+        self.structure = structure
+        self.precision = precision
+        self._noised = NoisedTables()
+        dims: Dict[str, int] = {}
+        for m in self.modalities:
+            if m == "structure":
+                dims[m] = structure.dim  # type: ignore[union-attr]
+                continue
+            t = tables[m]
+            self.register_buffer(f"feat_{m}", torch.as_tensor(t.values), persistent=False)
+            self.register_buffer(f"mean_{m}", torch.as_tensor(t.mean), persistent=False)
+            self.register_buffer(f"std_{m}", torch.as_tensor(t.std), persistent=False)
+            self.register_buffer(f"missing_{m}", torch.as_tensor(t.missing), persistent=False)
+            dims[m] = int(t.values.shape[1])
+        self.encoder = build_encoder(dims, encoder)
+        self.noise = modality_noises(self.modalities, noise.ratio, noise.mask, noise.structure_scale)
+
+    # -- tables ---------------------------------------------------------------
+    @property
+    def num_entities(self) -> int:
+        """Number of entity rows."""
+        return int(self.table(self.modalities[0]).shape[0])
+
+    @property
+    def width(self) -> int:
+        """Width of the fused entity vector (the readout's width)."""
+        return int(self.encoder.width)
+
+    def table(self, m: str) -> torch.Tensor:
+        """The clean table of modality ``m``: the trainable structure table, or a frozen feature table."""
+        return self.structure.weight if m == "structure" else getattr(self, f"feat_{m}")  # type: ignore[union-attr]
+
+    def missing(self, m: str) -> torch.Tensor:
+        """``[N]`` boolean: entities filled as missing modality ``m`` at load time (never for structure)."""
+        if m == "structure":
+            return torch.zeros(self.num_entities, dtype=torch.bool, device=self.table(m).device)
+        return getattr(self, f"missing_{m}")
+
+    # -- the noise ------------------------------------------------------------
+    def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
+        """Draw which rows of every modality are noised, and their ``z`` (SPEC section 2)."""
+        for m in self.modalities:
+            t = self.table(m)
+            self.noise[m].refresh(t.shape[0], t.shape[1], generator)
+        self._noised.clear()
+
+    def inputs(self, dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
+        """Every modality's table for the encoder, with GMNM applied in training mode.
+
+        This is the one place the noise is applied. The structure table is noised with
+        ``mu, sigma`` recomputed from the current table, then passed through the structure
+        source (the GAT for alignment). The frozen tables are the same from one step to the
+        next until the noise is drawn again, so each is blended, and cast to ``dtype`` when
+        given, once per draw and reused. In eval mode every table is clean.
+        """
+        out = {}
+        for m in self.modalities:
+            x = self.table(m)
+            if m == "structure":
+                out[m] = self.structure(self.noise[m](x))  # type: ignore[misc]
+            else:
+                out[m] = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"),
+                                          getattr(self, f"std_{m}"), dtype)
+        return out
+
+    def _apply(self, fn, *args, **kwargs):
+        self._noised.clear()  # cached noised tables belong to the old device/dtype
+        return super()._apply(fn, *args, **kwargs)
+
+    # -- fusion ---------------------------------------------------------------
+    def autocast(self):
+        """The context of the representation's precision (autocast to bf16, or nothing for fp32)."""
+        return kernels.autocast(self.table(self.modalities[0]).device, self.precision)
+
+    def encode(self, inputs: Dict[str, torch.Tensor], indices: Optional[torch.Tensor] = None) -> Fused:
+        """Fuse the rows ``indices`` (all when ``None``) of ``inputs`` (from :meth:`inputs`)."""
+        with self.autocast():
+            return self.encoder(inputs, indices)
+
+    def encode_vectors(self, inputs: Dict[str, torch.Tensor], indices: Optional[torch.Tensor] = None,
+                       scale: float = 1.0) -> torch.Tensor:
+        """``encode(inputs, indices).vector * scale`` through the encoder's readout-only path."""
+        with self.autocast():
+            return self.encoder.vectors(inputs, indices, scale=scale)
+
+    def forward(self, indices: Optional[torch.Tensor] = None) -> Fused:
+        """Everything the encoder computes for the entities ``indices`` (all when ``None``)."""
+        return self.encode(self.inputs(), indices)
+
+    def vectors(self, indices: Optional[torch.Tensor] = None, scale: float = 1.0) -> torch.Tensor:
+        """The fused vectors ``[n, width]`` of ``indices`` (all when ``None``), times ``scale``."""
+        return self.encode_vectors(self.inputs(self.cast_dtype), indices, scale)
+
+    @property
+    def cast_dtype(self) -> Optional[torch.dtype]:
+        """The dtype the frozen tables are cast to once per noise draw (``None`` in fp32)."""
+        return kernels.PRECISIONS[self.precision]
+
+    @torch.no_grad()
+    def modality_weights(self, indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-entity modality confidence ``[n, M]`` on clean inputs (SPEC section 3), columns in
+        ``self.modalities`` order; each row sums to one."""
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(indices).weights.float()
+        finally:
+            self.train(was)
