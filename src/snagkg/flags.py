@@ -29,6 +29,7 @@ class Flag:
     flag: str = ""                              # default: "--" + last part of the key, "_" -> "-"
     choices: Optional[Tuple[str, ...]] = None
     tasks: Optional[Tuple[str, ...]] = None     # the tasks it applies to (None: every task)
+    negatable: bool = False                     # a switch with a --no-* twin (turns off what a preset set)
 
     def __post_init__(self) -> None:
         if not self.flag:
@@ -46,7 +47,10 @@ class Flag:
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         """Add the flag to ``parser`` (absent: ``None``, so a preset or a config file decides)."""
         text = f"{' or '.join(self.tasks)} only: {self.help}" if self.tasks else self.help
-        if self.type is None:
+        if self.type is None and self.negatable:
+            parser.add_argument(self.flag, dest=self.dest, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
+        elif self.type is None:
             parser.add_argument(self.flag, dest=self.dest, action="store_const", const=self.sets, help=text)
         else:
             parser.add_argument(self.flag, dest=self.dest, type=self.type, choices=self.choices, help=text)
@@ -69,9 +73,11 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("completion.relation_lr_scale", "learning rate of the scorer's relation parameters as a multiple of --lr",
          float, tasks=COMPLETION),
     Flag("completion.structure_residual", "add the structure embedding row to the fused vector (SNAG's fusion "
-         "plugged into RotatE)", None, tasks=COMPLETION),
+         "plugged into RotatE; --no-structure-residual turns a preset's off)", None, tasks=COMPLETION,
+         negatable=True),
     Flag("completion.residual_gate", "with --structure-residual: scale the fused vector by a learned gate that "
-         "starts at 0, so training starts from plain RotatE", None, tasks=COMPLETION),
+         "starts at 0, so training starts from plain RotatE (--no-residual-gate: off)", None, tasks=COMPLETION,
+         negatable=True),
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),
