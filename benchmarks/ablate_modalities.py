@@ -37,14 +37,14 @@ def main() -> None:
         triples = triples[:args.limit]
 
     def metrics() -> dict:
-        m = evaluate_ranking(task.entity_vectors(), model.scorer, triples, task.filters)
+        m = evaluate_ranking(task.entity_vectors(), model.interaction, triples, task.filters)
         return {k: 100 * m[k] for k in ("mrr", "hits@1", "hits@3", "hits@10")}
 
     rows = [{"input": "all modalities as trained", **metrics()}]
     for name in model.modalities:
-        table = model.table(name)
+        table = model.entities.table(name)
         saved = table.data.clone()
-        mean = saved.mean(0) if name == "structure" else getattr(model, f"mean_{name}")
+        mean = saved.mean(0) if name == "structure" else getattr(model.entities, f"mean_{name}")
         with torch.no_grad():
             table.copy_(mean.to(table.dtype).expand_as(table))
         model.refresh_noise()  # drops the cached (noised) tables; evaluation uses clean inputs

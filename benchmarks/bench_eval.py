@@ -52,12 +52,12 @@ def check_against_reference(task, count: int) -> str:
     from snagkg.evaluation import rank_triples
     triples = torch.from_numpy(task.kg.split("test")).long()[:count]
     vecs = task.entity_vectors()
-    fast = rank_triples(vecs, task.model.scorer, triples, task.filters)
+    fast = rank_triples(vecs, task.model.interaction, triples, task.filters)
     old = os.environ.get("SNAGKG_COMPILE")
     os.environ["SNAGKG_COMPILE"] = "0"
     try:
-        eager = rank_triples(vecs, task.model.scorer, triples, task.filters, chunk=16)
-        ref = rank_triples(vecs.double(), copy.deepcopy(task.model.scorer).double(), triples, task.filters, chunk=8)
+        eager = rank_triples(vecs, task.model.interaction, triples, task.filters, chunk=16)
+        ref = rank_triples(vecs.double(), copy.deepcopy(task.model.interaction).double(), triples, task.filters, chunk=8)
     finally:
         if old is None:
             del os.environ["SNAGKG_COMPILE"]

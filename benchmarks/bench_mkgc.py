@@ -115,7 +115,8 @@ def snagkg_metrics(model, kg, filters, name: str, margin: float, ties=("realisti
     """PyKEEN's model ranked by snagkg's filtered ranking (``{ties: metrics}``, ``seconds``)."""
     import torch
 
-    from snagkg.evaluation import rank_triples, summarize
+    from snagkg.evaluation import rank_triples
+    from snagkg.ranking import summarize
     vecs, scorer = common.pykeen_rotate_tables(model, margin)
     triples = torch.from_numpy(kg.split(name)).long()
     t0 = time.perf_counter()

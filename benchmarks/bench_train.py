@@ -35,15 +35,16 @@ def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, devic
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
+    from snagkg.run import standard_callbacks
     from snagkg.training import Trainer
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
         "device": device, "seed": seed, **overrides})
     task = CompletionTask(read_openke(dataset), cfg)
-    t = cfg.train
-    return Trainer(task, folder, epochs=10_000, eval_every=t.eval_every, patience=t.patience, seed=seed,
-                   progress=False, log=lambda s: None)
+    optimizer, scheduler = task.make_optimizer()
+    return Trainer(task, folder, epochs=10_000, seed=seed, callbacks=standard_callbacks(task, cfg, scheduler),
+                   progress=False, log=lambda s: None, optimizer=(optimizer, scheduler))
 
 
 class PyKEENRun:

@@ -42,7 +42,7 @@ def main() -> None:
         test = torch.from_numpy(task.kg.test).long()[:args.sample]
 
         def metrics(vectors, triples, label):
-            m = evaluate_ranking(vectors, model.scorer, triples, task.filters)
+            m = evaluate_ranking(vectors, model.interaction, triples, task.filters)
             rows.append({"run": run, "what": label, **{k: f"{100 * m[k]:.2f}" for k in ("mrr", "hits@1", "hits@10")}})
 
         vecs = task.entity_vectors().clone()
@@ -54,16 +54,16 @@ def main() -> None:
                 "test, vectors centred and at the median norm")
         if task.cfg.encoder.fusion:
             model.train()
-            saved = {m: model.noise[m].ratio for m in model.modalities}
+            saved = {m: model.entities.noise[m].ratio for m in model.modalities}
             for m in model.modalities:
-                model.noise[m].ratio = 0.0
+                model.entities.noise[m].ratio = 0.0
             model.refresh_noise()
             with torch.no_grad():
-                metrics(task._vectors(), train, "train sample, dropout on")
+                metrics(model.vectors(), train, "train sample, dropout on")
             for m in model.modalities:
-                model.noise[m].ratio = saved[m]
+                model.entities.noise[m].ratio = saved[m]
             model.eval()
-        table = model.entity
+        table = model.entities.structure.weight
         torch.manual_seed(0)
         step = 1e-3 * torch.sign(torch.randn_like(table))
         with torch.no_grad():

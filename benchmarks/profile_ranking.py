@@ -41,7 +41,7 @@ def main() -> None:
     task = bench_eval.snagkg_task(args.dataset)
     task.model.eval()
     with torch.no_grad():
-        vecs, scorer, test = task.model.entity_vectors(), task.model.scorer, torch.from_numpy(task.kg.test).long()
+        vecs, scorer, test = task.model.entity_vectors(), task.model.interaction, torch.from_numpy(task.kg.test).long()
         new.rank_triples(vecs, scorer, test[:2000], task.filters)  # compile / load the kernels
 
         spent: "collections.Counter[str]" = collections.Counter()
@@ -60,7 +60,7 @@ def main() -> None:
             setattr(owner, name, g)
 
         timed(scorer, "pairwise", "distance kernel")
-        timed(new, "ranks_from_distances", "rank counting")
+        timed(new, "counts_from_distances", "rank counting")
         timed(task.filters, "lookup", "filter lookup")
         t = time.perf_counter()
         new.rank_triples(vecs, scorer, test, task.filters)

@@ -39,7 +39,7 @@ def main() -> None:
     opt, _ = task.make_optimizer()
     gen = torch.Generator().manual_seed(0)
     task.model.train()
-    task.start_epoch(1, gen)
+    task.model.refresh_noise(gen)
     batches = task.batches(gen)
 
     def one(b):

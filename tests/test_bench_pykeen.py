@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
 from snagkg.datasets import read_openke  # noqa: E402
-from snagkg.evaluation import FilterIndex, rank_triples, summarize  # noqa: E402
+from snagkg.evaluation import FilterIndex, rank_triples  # noqa: E402
+from snagkg.ranking import summarize  # noqa: E402
 
 
 @pytest.fixture

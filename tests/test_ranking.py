@@ -7,7 +7,8 @@ import torch
 
 from snagkg import kernels
 from snagkg.completion.scorers import RotatE
-from snagkg.evaluation import FilterIndex, evaluate_ranking, rank_triples, summarize
+from snagkg.evaluation import FilterIndex, evaluate_ranking, rank_triples
+from snagkg.ranking import summarize
 
 
 def brute_force(vecs, scorer, triples, known, ties):

@@ -53,9 +53,11 @@ class NoiseRefresh(TrainingCallback):
         self.model, self.per_step = model, per_step
 
     def on_epoch_start(self, trainer, epoch, generator):
+        """Draw the epoch's noise."""
         self.model.refresh_noise(generator)
 
     def on_batch_start(self, trainer, epoch, batch, num_batches, generator):
+        """Draw new noise before the step when ``per_step``."""
         if self.per_step:
             self.model.refresh_noise(generator)
 
@@ -105,6 +107,7 @@ class ScheduleByPosition(TrainingCallback):
         self.scheduler = scheduler
 
     def on_batch_start(self, trainer, epoch, batch, num_batches, generator):
+        """Set the learning rates for this batch's position in the run."""
         self.scheduler.set_position(epoch, batch, num_batches)
 
 
@@ -120,6 +123,7 @@ class Validation(TrainingCallback):
         self.eval_every, self.patience = eval_every, patience
 
     def on_epoch_end(self, trainer, epoch, entry):
+        """Validate when due, keep the best model, count evaluations without a gain."""
         if epoch % self.eval_every and epoch != trainer.epochs:
             return
         task, st = trainer.task, trainer.state

@@ -17,11 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
-from .registry import Registry
-
-from .registry import READOUTS  # in registry.py: the config checks readout names against it
-#: what goes between stacked projection layers (see :class:`Projection`)
-PROJECTION_ACTIVATIONS = ("none", "gelu")
+from .registry import PROJECTION_ACTIVATIONS, READOUTS  # in registry.py: the config checks names against them
 
 
 @dataclass
@@ -61,6 +57,7 @@ class Projection(nn.Sequential):
         self.folded = activation == "none" and layers > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [N, in] -> [N, d]`` (the folded product when the layers are linear)."""
         if not self.folded:
             return super().forward(x)
         first = self[0]
@@ -199,6 +196,7 @@ class Readout(nn.Module):
 
     @property
     def width(self) -> int:
+        """Width of the readout vector."""
         return self.dim
 
     #: per-coordinate RMS of the output at initialisation (tasks may rescale)
@@ -210,6 +208,7 @@ class GraphReadout(Readout):
     """The structure token's output."""
 
     def forward(self, tokens, outputs, weights):
+        """The structure token's fusion output ``[N, d]``."""
         if "structure" not in self.modalities:
             raise ValueError("the 'graph' readout needs the structure modality")
         return outputs[:, self.modalities.index("structure")]
@@ -220,6 +219,7 @@ class MeanReadout(Readout):
     """Mean of the output tokens."""
 
     def forward(self, tokens, outputs, weights):
+        """The mean of the fusion outputs ``[N, d]``."""
         return outputs.mean(dim=1)
 
 
@@ -229,13 +229,16 @@ class AttentionWeightedReadout(Readout):
 
     @property
     def width(self) -> int:
+        """``M * d``: one normalised token per modality."""
         return self.dim * len(self.modalities)
 
     @property
     def unit_rms(self) -> float:  # type: ignore[override]
+        """Per-coordinate RMS at initialisation: ``1 / (M sqrt(d))``."""
         return 1.0 / (len(self.modalities) * math.sqrt(self.dim))
 
     def forward(self, tokens, outputs, weights):
+        """``concat_m(w_i[m] * normalize(x_i^m))`` of the pre-fusion tokens."""
         return attention_weighted(tokens, weights)
 
 
@@ -248,6 +251,7 @@ class GlobalWeightedReadout(AttentionWeightedReadout):
         self.logits = nn.Parameter(torch.ones(len(self.modalities)))
 
     def forward(self, tokens, outputs, weights):
+        """``concat_m(softmax(a)[m] * normalize(x_i^m))`` with the learned ``a``."""
         w = torch.softmax(self.logits, dim=0)
         return (w.view(1, -1, 1) * F.normalize(tokens, dim=-1)).flatten(1)
 
@@ -284,6 +288,7 @@ class ModalityEncoder(nn.Module):
 
     @property
     def width(self) -> int:
+        """Width of the fused entity vector (the readout's)."""
         return self.readout.width
 
     def _tokens(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor]) -> torch.Tensor:
@@ -349,16 +354,19 @@ class NoFusion(nn.Module):
 
     @property
     def width(self) -> int:
+        """Width of the structure table."""
         return self.hidden
 
     def vectors(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None,
                 scale: float = 1.0) -> torch.Tensor:
+        """The structure rows ``index`` (all by default), times ``scale``."""
         x = inputs["structure"]
         if index is not None:
             x = x.index_select(0, index)
         return x if scale == 1.0 else x * scale
 
     def forward(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None) -> Fused:
+        """A :class:`Fused` whose one token, output and vector are the structure rows (weight 1)."""
         x = self.vectors(inputs, index)
         return Fused(tokens=x.unsqueeze(1), outputs=x.unsqueeze(1), weights=x.new_ones(x.shape[0], 1), vector=x)
 

@@ -92,14 +92,17 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
 
 
 def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda fh: fh.write(data))
 
 
 def write_text(path: PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -129,6 +132,7 @@ def save_torch(path: PathLike, obj: Any) -> None:
 
 
 def save_numpy(path: PathLike, array: Any) -> None:
+    """Save ``array`` as ``.npy`` at ``path`` atomically."""
     import numpy as np
 
     atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
@@ -148,6 +152,7 @@ class RunLock:
         self._fh = None
 
     def acquire(self) -> "RunLock":
+        """Take the folder's lock or raise a one-line error naming the process that holds it."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no locking
@@ -186,6 +191,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Give the lock back (remove the lock file)."""
         if self._fh is not None:
             with contextlib.suppress(OSError):  # unlink while still holding the lock (see acquire)
                 self.path.unlink()

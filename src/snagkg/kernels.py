@@ -95,6 +95,7 @@ def fused_optimizer(cls, params, **kwargs) -> torch.optim.Optimizer:
 
 
 def compile_enabled() -> bool:
+    """Whether compiled kernels may be used (``SNAGKG_COMPILE`` is not ``0``)."""
     return os.environ.get("SNAGKG_COMPILE", "1") != "0"
 
 
@@ -147,6 +148,7 @@ class CompiledFunction:
             log.warning("%s: compiled kernel unavailable (%s); using the eager one", self.name, what)
 
     def available(self) -> bool:
+        """Whether the compiled kernel may still be tried in this process."""
         return compile_enabled() and not self.failed
 
     def __call__(self, *args, compiled: bool = True):
@@ -232,6 +234,7 @@ _pairwise = CompiledFunction(complex_l1_pairwise_eager, "complex_l1_pairwise", d
 
 
 def use_compiled(num_entities: int, width: int) -> bool:
+    """Whether ranking ``num_entities`` rows of ``width`` repays compiling its kernel."""
     return _pairwise.available() and num_entities * (width // 2) >= COMPILE_MIN_WORK
 
 
@@ -314,8 +317,10 @@ COMPILE_MIN_ENCODER_WORK = 1_000_000  # encoder: entities x modalities x hidden 
 
 
 def use_compiled_encoder(rows: int, width: int) -> bool:
+    """Whether fusing ``rows`` entities of total token ``width`` repays compiling the encoder."""
     return compile_enabled() and rows * width >= COMPILE_MIN_ENCODER_WORK
 
 
 def use_compiled_training(pairs: int, width: int) -> bool:
+    """Whether a step of ``pairs`` scored pairs of ``width`` repays compiling the training kernels."""
     return compile_enabled() and pairs * (width // 2) >= COMPILE_MIN_TRAIN_WORK

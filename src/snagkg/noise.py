@@ -125,6 +125,7 @@ class ModalityNoise(nn.Module):
 
     @property
     def active(self) -> bool:
+        """Whether the noise changes its input (training mode, ratio and mask above 0)."""
         return self.training and self.ratio > 0.0 and self.mask > 0.0
 
     def refresh(self, num_rows: int, width: int, generator: Optional[torch.Generator] = None) -> None:
@@ -141,6 +142,7 @@ class ModalityNoise(nn.Module):
 
     def forward(self, x: torch.Tensor, mean: Optional[torch.Tensor] = None,
                 std: Optional[torch.Tensor] = None, real: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x`` with the stored draw blended in (``x`` itself when inactive)."""
         if not self.active:
             return x
         if self.z.shape[-1] != x.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= x.shape[0]):
@@ -152,6 +154,7 @@ class ModalityNoise(nn.Module):
         return blend(x, self.rows, self.z, self.mask, mean, std)
 
     def extra_repr(self) -> str:
+        """``ratio=..., mask=...`` for the module's repr."""
         return f"ratio={self.ratio}, mask={self.mask}"
 
 
@@ -168,10 +171,12 @@ class NoisedTables:
         self._tables: Dict[Tuple[str, Optional[torch.dtype], bool], torch.Tensor] = {}
 
     def clear(self) -> None:
+        """Forget every cached table (after a new draw or a device move)."""
         self._tables.clear()
 
     def get(self, name: str, noise: ModalityNoise, table: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
             dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The table ``name`` with ``noise`` applied (and cast to ``dtype``), built once per draw."""
         active = noise.active
         if not active and dtype is None:
             return table

@@ -12,6 +12,7 @@ from .errors import SnagError
 
 @dataclass
 class Results:
+    """The outcome of a training run, written as ``results.json``."""
     valid: Dict[str, float]
     test: Dict[str, float]
     best_epoch: int
@@ -25,14 +26,17 @@ class Results:
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The results as a plain dict."""
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
+        """Write the results as JSON to ``path`` atomically."""
         from .io import write_json
         write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> "Results":
+        """Read ``results.json`` (one-line error when it is missing or malformed)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -43,6 +47,7 @@ class Results:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def summary(self) -> str:
+        """A few human-readable lines: the test metrics and the run's size and time."""
         def fmt(m: Optional[Dict[str, float]]) -> str:
             if not m:
                 return "-"

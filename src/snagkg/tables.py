@@ -43,18 +43,6 @@ class FeatureTable:
         return float(self.missing.mean()) if len(self.missing) else 0.0
 
 
-def register_buffers(module, m: str, table: FeatureTable, missing: bool = False) -> int:
-    """Put ``table`` on a torch ``module`` as non-persistent buffers ``feat_<m>``,
-    ``mean_<m>``, ``std_<m>`` (and ``missing_<m>``); returns the table's width."""
-    import torch
-    module.register_buffer(f"feat_{m}", torch.from_numpy(table.values), persistent=False)
-    module.register_buffer(f"mean_{m}", torch.from_numpy(table.mean), persistent=False)
-    module.register_buffer(f"std_{m}", torch.from_numpy(table.std), persistent=False)
-    if missing:
-        module.register_buffer(f"missing_{m}", torch.from_numpy(table.missing), persistent=False)
-    return table.dim
-
-
 def modality_seed(seed: int, name: str) -> int:
     """A stable per-modality seed (independent of Python's hash randomisation)."""
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**32)

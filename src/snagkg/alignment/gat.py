@@ -46,6 +46,7 @@ class EdgeIndex:
         return crow
 
     def to(self, device) -> "EdgeIndex":
+        """Move every index tensor to ``device`` (in place); returns ``self``."""
         for name in ("src", "dst", "crow", "perm_t", "crow_t", "col_t"):
             setattr(self, name, getattr(self, name).to(device))
         return self
@@ -83,6 +84,7 @@ class _EdgeAggregate(torch.autograd.Function):
 
 
 def edge_aggregate(alpha: torch.Tensor, x: torch.Tensor, edges: "EdgeIndex") -> torch.Tensor:
+    """``out[dst[e]] += alpha[e] * x[src[e]]`` over every edge, with an exact gradient for ``alpha`` and ``x``."""
     return _EdgeAggregate.apply(alpha, x, edges)
 
 
@@ -97,6 +99,7 @@ def edge_softmax(scores: torch.Tensor, dst: torch.Tensor, n: int) -> torch.Tenso
 
 
 class GATLayer(nn.Module):
+    """One graph attention layer with ``heads`` heads (diagonal weights by default), heads averaged."""
     def __init__(self, dim: int, heads: int = 2, diag: bool = True, negative_slope: float = 0.2):
         super().__init__()
         self.heads, self.diag, self.slope = heads, diag, negative_slope
@@ -111,6 +114,7 @@ class GATLayer(nn.Module):
         nn.init.xavier_uniform_(self.att_dst)
 
     def forward(self, x: torch.Tensor, edges: EdgeIndex, attn_dropout: float = 0.0) -> torch.Tensor:
+        """Attention-weighted aggregation of ``x [N, d]`` over each node's incoming edges."""
         n, src, dst = x.shape[0], edges.src, edges.dst
         if self.diag:
             # (x * w_h) a = x (w_h * a): attention logits without materialising the per-head inputs
@@ -143,6 +147,7 @@ class GAT(nn.Module):
         self.layers = nn.ModuleList([GATLayer(dim, heads, diag) for _ in range(layers)])
 
     def forward(self, x: torch.Tensor, edges: EdgeIndex) -> torch.Tensor:
+        """``x [N, d]`` through every layer (dropout before each, ELU between layers)."""
         for i, layer in enumerate(self.layers):
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)

@@ -46,6 +46,7 @@ class UncertaintyWeighting(nn.Module):
         self.log_vars = nn.Parameter(torch.zeros(count))
 
     def forward(self, losses: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of the scalar ``losses`` (one per learned weight)."""
         stacked = torch.stack(list(losses))
         return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
 

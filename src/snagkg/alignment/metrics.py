@@ -87,9 +87,9 @@ def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "re
 
 def alignment_metrics(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
                       chunk: int = CHUNK) -> Dict[str, float]:
-    t0 = time.perf_counter()
     """CSLS metrics of gold pairs ``(x[i], y[i])`` in both directions (see the module's keys), with
     ``count``, ``candidates`` and ranking ``seconds``."""
+    t0 = time.perf_counter()
     lr, rl = rank_alignment(x, y, k, ties, limit, chunk)
     out = summarize(lr, ks=ALIGNMENT_KS)
     out.update(summarize(lr, ks=ALIGNMENT_KS, prefix="lr_"))

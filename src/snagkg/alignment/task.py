@@ -48,6 +48,7 @@ class IterativeLearning(TrainingCallback):
         self.task = task
 
     def on_epoch_start(self, trainer, epoch, generator):
+        """Propose and add links before the epoch's batches are drawn."""
         self.task.iterate(epoch)
 
 

@@ -14,10 +14,12 @@ class TripleIndex:
         self.keys = torch.unique(self.encode(triples))  # sorted
 
     def encode(self, triples: torch.Tensor) -> torch.Tensor:
+        """One int64 key per triple ``[B, 3]`` (``(h * R + r) * N + t``)."""
         t = triples.long()
         return (t[..., 0] * self.n_rel + t[..., 1]) * self.n_ent + t[..., 2]
 
     def contains(self, triples: torch.Tensor) -> torch.Tensor:
+        """``[B]`` booleans: which triples are in the index."""
         return self.contains_keys(self.encode(triples))
 
     def contains_keys(self, keys: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ from torch import nn
 
 from .. import kernels
 from ..heads import FUSED, Interaction
-from ..registry import Registry
 from .loss import self_adversarial_loss
 
 from ..registry import SCORERS  # in registry.py: the config checks scorer names against it
@@ -158,6 +157,7 @@ class SampledLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, vecs, relation, r, scale, idx, corrupt_head, mask, margin, temperature, compiled):
+        """The loss, saving what the backward needs."""
         phase = relation[r] * scale  # a separate input keeps the compiled loops from recomputing it
         loss, g_pos, g_neg = _forward_kernel(vecs, phase, idx, corrupt_head, mask, margin, temperature,
                                              compiled=compiled)
@@ -167,6 +167,7 @@ class SampledLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Gradients of the entity table and the relation phases."""
         vecs, relation, r, phase, idx, corrupt_head, g_pos, g_neg = ctx.saved_tensors
         g_heads, g_tails, g_cands, g_phase = _backward_kernel(vecs, phase, idx, corrupt_head, g_pos, g_neg, grad,
                                                               compiled=ctx.compiled)
@@ -202,6 +203,7 @@ class RotatE(Interaction):
         self.relation = nn.Parameter(torch.empty(num_relations, self.k).uniform_(-self.embedding_range, self.embedding_range))
 
     def phases(self, r: torch.Tensor) -> torch.Tensor:
+        """Relation phases ``[..., k]`` in radians for relation ids ``r``."""
         return self.relation[r] * (math.pi / self.embedding_range)
 
     def query(self, anchor: torch.Tensor, r: torch.Tensor, predict_tail: bool) -> torch.Tensor:
@@ -223,6 +225,7 @@ class RotatE(Interaction):
                              compiled=compiled and not torch.is_grad_enabled())
 
     def distance(self, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """``||q - e||`` summed over the moduli of the ``k`` complex coordinates."""
         return complex_l1(q, e)
 
     def pairwise(self, q: torch.Tensor, table: torch.Tensor, compiled: bool = False) -> torch.Tensor:
