@@ -16,6 +16,8 @@ from .alignment import cli as alignment_cli
 from .errors import SnagError
 from .features import cli as features_cli
 from .flags import TRAIN_FLAGS
+from .report import register as register_report
+from .robustness import register as register_robustness
 
 
 class _Parser(argparse.ArgumentParser):
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_presets)
     features_cli.register(sub)
     alignment_cli.register(sub)
+    register_report(sub)
+    register_robustness(sub)
     return p
 
 

@@ -22,7 +22,8 @@ and loss, as PyKEEN's ``ERModel`` holds its entity representations.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -114,6 +115,35 @@ class MultiModalEntityRepresentation(nn.Module):
         if m == "structure":
             return torch.zeros(self.num_entities, dtype=torch.bool, device=self.table(m).device)
         return getattr(self, f"missing_{m}")
+
+    @contextmanager
+    def overridden_rows(self, m: str, rows: torch.Tensor, values: torch.Tensor,
+                        mark_missing: bool = False) -> Iterator[None]:
+        """Within the ``with`` block, rows ``rows`` of modality ``m``'s table hold ``values``
+        (and, with ``mark_missing``, are marked missing); the table, the missing mask and the
+        noised-table cache are put back on exit (used by :mod:`snagkg.robustness`).
+
+        The buffers (or the structure table) are changed in place under ``torch.no_grad()``;
+        nothing on disk is touched. ``mark_missing`` has no effect for ``structure``.
+        """
+        table = self.table(m)
+        rows = torch.as_tensor(rows, dtype=torch.long, device=table.device)
+        saved = table.index_select(0, rows).clone()
+        flag = m != "structure" and mark_missing
+        saved_missing = self.missing(m).index_select(0, rows).clone() if flag else None
+        with torch.no_grad():
+            table.index_copy_(0, rows, values.to(device=table.device, dtype=table.dtype))
+            if flag:
+                self.missing(m).index_fill_(0, rows, True)
+        self._noised.clear()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                table.index_copy_(0, rows, saved)
+                if saved_missing is not None:
+                    self.missing(m).index_copy_(0, rows, saved_missing)
+            self._noised.clear()
 
     # -- the noise ------------------------------------------------------------
     def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
