@@ -38,6 +38,8 @@ OPENEA_FILES = ("rel_triples_1", "rel_triples_2", "ent_links")
 #: share of the gold links used for training when ``alignment.train_ratio`` is 0
 DEFAULT_TRAIN_RATIO = {"dbp15k": 0.3, "openea": 0.2}
 RESERVED = ("structure", "relation", "attribute", "char", "name")
+#: built modalities that a ``features/<name>.npy`` replaces (``snagkg features attributes`` / ``names``)
+REPLACEABLE = ("attribute", "name")
 
 
 @dataclass
@@ -287,7 +289,7 @@ def _load_features(folder: Path, source_ids: np.ndarray, seed: int) -> Dict[str,
     rows = int(source_ids.max()) + 1
     tables = load_feature_dir(feat_dir, rows, seed=seed)
     for name in tables:
-        if name in RESERVED:
+        if name in RESERVED and name not in REPLACEABLE:
             raise SnagError(f"'{name}' is a reserved modality name (built from the graph, not loaded)",
                             feat_dir / f"{name}.npy")
     out = {}

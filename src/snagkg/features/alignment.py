@@ -12,6 +12,11 @@
   :func:`snagkg.features.text.name_embeddings`);
 * any ``features/<modality>.npy`` of the dataset (image, text, ...).
 
+A ``features/attribute.npy`` or ``features/name.npy`` in the dataset folder
+(``snagkg features attributes`` / ``snagkg features names``, e.g. from
+translated names) replaces the table built from the graph; ``name`` stays
+opt-in (``--modalities ...,name``).
+
 An entity whose row is empty (no relation, no known bigram, ...) lacks that
 modality: its row is filled by :func:`snagkg.tables.make_table`.
 """
@@ -32,21 +37,21 @@ BUILT = tuple(m for m in RESERVED if m != "structure")
 def available_modalities(pair: AlignmentPair) -> List[str]:
     """Every modality this dataset can provide (``name`` only with the sentence encoder)."""
     out = ["structure", "relation"]
-    if len(pair.attributes):
+    if len(pair.attributes) or "attribute" in pair.features:
         out.append("attribute")
     out.append("char")
-    if text_encoder_available():
+    if text_encoder_available() or "name" in pair.features:
         out.append("name")
-    out += sorted(pair.features)
+    out += sorted(m for m in pair.features if m not in out)
     return out
 
 
 def default_modalities(pair: AlignmentPair) -> List[str]:
     """The standard setting without surface names: structure, relation, attribute, feature files."""
     out = ["structure", "relation"]
-    if len(pair.attributes):
+    if len(pair.attributes) or "attribute" in pair.features:
         out.append("attribute")
-    return out + sorted(pair.features)
+    return out + sorted(m for m in pair.features if m not in out and m != "name")
 
 
 def resolve_modalities(pair: AlignmentPair, requested: Optional[Sequence[str]]) -> List[str]:
@@ -57,9 +62,9 @@ def resolve_modalities(pair: AlignmentPair, requested: Optional[Sequence[str]]) 
     mods = list(dict.fromkeys(requested))
     avail = available_modalities(pair)
     for m in mods:
-        if m == "name" and not text_encoder_available():
+        if m == "name" and not text_encoder_available() and m not in pair.features:
             name_embeddings(pair)  # raises the install hint
-        if m == "attribute" and not len(pair.attributes):
+        if m == "attribute" and not len(pair.attributes) and m not in pair.features:
             attribute_bag(pair, 1)  # raises: no attribute triples
         if m not in avail:
             raise SnagError(f"modality {m!r} is not available for this dataset (available: {', '.join(avail)}); "
@@ -74,7 +79,9 @@ def build_tables(pair: AlignmentPair, modalities: Sequence[str], top_relations: 
     for m in modalities:
         if m == "structure":
             continue
-        if m == "relation":
+        if m in pair.features:  # a loaded table (image, ..., or one replacing attribute / name)
+            out[m] = pair.features[m]
+        elif m == "relation":
             out[m] = relation_bag(pair, top_relations, seed)
         elif m == "attribute":
             out[m] = attribute_bag(pair, top_attributes, seed)
@@ -83,5 +90,5 @@ def build_tables(pair: AlignmentPair, modalities: Sequence[str], top_relations: 
         elif m == "name":
             out[m] = name_embeddings(pair, seed)
         else:
-            out[m] = pair.features[m]
+            raise SnagError(f"modality {m!r} is not available for this dataset")
     return out

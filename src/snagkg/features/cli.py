@@ -1,4 +1,4 @@
-"""``snagkg features {text,import,relations}``: build modality feature tables for a dataset.
+"""``snagkg features {text,import,relations,image,attributes,numeric,names}``: build modality feature tables.
 
 Each command writes ``<dataset>/features/<modality>.npy`` (float32, one row per
 entity id, NaN rows for entities missing the modality) and
@@ -15,10 +15,12 @@ from ..errors import SnagError
 
 
 def cmd_text(a: argparse.Namespace) -> int:
+    from .raw_cli import text_from_descriptions
     from .text import build_text_features
 
-    s = build_text_features(a.dataset, output=a.output, batch_size=a.batch_size, device=a.device,
-                            encoder=a.encoder, progress=False if a.no_progress else None)
+    s = text_from_descriptions(a) or build_text_features(
+        a.dataset, output=a.output, batch_size=a.batch_size, device=a.device, encoder=a.encoder,
+        progress=False if a.no_progress else None)
     print(s.line(), file=sys.stderr)
     return 0
 
@@ -40,21 +42,25 @@ def cmd_relations(a: argparse.Namespace) -> int:
 
 
 def _no_subcommand(a: argparse.Namespace) -> int:
-    raise SnagError("features: choose a sub-command: text, import or relations (see snagkg features -h)")
+    raise SnagError("features: choose a sub-command: text, import, relations, image, attributes, numeric or names "
+                    "(see snagkg features -h)")
 
 
 def register(sub) -> None:
     """Add ``features`` to the ``snagkg`` sub-commands ``sub`` (called by :func:`snagkg.cli.build_parser`)."""
     from .extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS
+    from .raw_cli import RAW_COMMANDS, add_text_source_arguments, register_raw
 
     f = sub.add_parser("features", help="build or import modality feature tables (features/<modality>.npy)",
                        description="Write DATASET/features/<modality>.npy (float32, one row per entity id, NaN rows "
                                    "for entities missing the modality) and <modality>.missing.txt, the files the "
                                    "dataset loader reads; atomically, and only after every check has passed.")
     f.set_defaults(func=_no_subcommand)
-    fs = f.add_subparsers(dest="features_command", metavar="{text,import,relations}", parser_class=type(f))
+    names = ("text", "import", "relations") + RAW_COMMANDS
+    fs = f.add_subparsers(dest="features_command", metavar="{" + ",".join(names) + "}", parser_class=type(f))
 
-    t = fs.add_parser("text", help="encode entity names with a frozen sentence encoder -> features/text.npy")
+    t = fs.add_parser("text", help="encode entity names or descriptions with a frozen text encoder "
+                                   "-> features/text.npy")
     t.add_argument("--dataset", required=True, help="OpenKE dataset folder (entity2id.txt is read)")
     t.add_argument("--output", help="output .npy (default: DATASET/features/text.npy)")
     t.add_argument("--batch-size", type=int, default=256)
@@ -63,6 +69,7 @@ def register(sub) -> None:
                    help=f"feature extractor (default {DEFAULT_TEXT_ENCODER}; known: "
                         f"{', '.join(FEATURE_EXTRACTORS.names())})")
     t.add_argument("--no-progress", action="store_true")
+    add_text_source_arguments(t)
     t.set_defaults(func=cmd_text)
 
     i = fs.add_parser("import", help="convert existing vectors (.npy/.npz/.pt/.pth/.pkl) into features/NAME.npy")
@@ -82,3 +89,4 @@ def register(sub) -> None:
     r.add_argument("--output", help="output .npy (default: DATASET/features/relation.npy)")
     r.add_argument("--log1p", action="store_true", help="write log(1 + count) instead of raw counts")
     r.set_defaults(func=cmd_relations)
+    register_raw(fs)

@@ -12,7 +12,9 @@ into a one-line :class:`~snagkg.errors.SnagError` that says what to install.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from typing import Any, Callable, List
 
 import numpy as np
@@ -83,3 +85,39 @@ def get_extractor(name: str) -> Callable[[str], TextEncoder]:
         return FEATURE_EXTRACTORS.get(name)
     except KeyError as exc:
         raise SnagError(str(exc.args[0])) from None
+
+
+HASHING_ENCODER = "hashing"
+_WORD = re.compile(r"\w+")
+
+
+class HashingEncoder(TextEncoder):
+    """A deterministic bag-of-words encoder that needs nothing installed: each lower-cased word
+    (``\\w+``) adds +-1 to one of ``dim`` buckets chosen by a stable hash (BLAKE2b), and each row is
+    L2-normalised (a text without words gives a zero row). A weak baseline, useful offline and in tests."""
+
+    def __init__(self, dim: int = 256):
+        self.name = HASHING_ENCODER
+        self.dim = int(dim)
+
+    def _bucket(self, word: str):
+        h = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+        return h % self.dim, (1.0 if (h >> 63) & 1 else -1.0)
+
+    def encode(self, texts: List[str], batch_size: int) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        cache: dict = {}
+        for i, text in enumerate(texts):
+            for word in _WORD.findall(str(text).lower()):
+                b = cache.get(word)
+                if b is None:
+                    b = cache[word] = self._bucket(word)
+                out[i, b[0]] += b[1]
+        norm = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norm, 1e-12)
+
+
+@FEATURE_EXTRACTORS.register(HASHING_ENCODER)
+def load_hashing(device: str) -> TextEncoder:
+    """The built-in hashing bag-of-words encoder (256 buckets; see :class:`HashingEncoder`)."""
+    return HashingEncoder()
