@@ -146,7 +146,7 @@ def test_two_runs_side_by_side(completion_run, tmp_path):
     assert side[("other", "test")]["mrr"] == "0.1235"
     assert side[("run", "test")]["mrr"] == f"{json.loads((completion_run / 'results.json').read_text())['test']['mrr']:.4f}"
     assert 'class="side-by-side"' in html and 'id="overlay"' in html
-    assert t["config-diff"][1:] == [["train.lr", "0.0020", "0.0035"]]
+    assert t["config-diff"][1:] == [["train.lr", "0.002", "0.0035"]]
     assert html.count(IMG) == 3  # overlay + one curve per run
     assert_self_contained(html)
 

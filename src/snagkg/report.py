@@ -54,10 +54,6 @@ class RunData:
         """The validation metric that selected the best model."""
         return SELECTION.get(self.task, "mrr")
 
-    @property
-    def summary_keys(self) -> Sequence[str]:
-        return SUMMARY_KEYS.get(self.task, SUMMARY_KEYS["completion"])
-
 
 def _deps():
     """jinja2 and matplotlib, or a one-line error naming the extra to install."""
@@ -204,6 +200,11 @@ def fmt(value: Any, key: str = "") -> str:
     return f"{value:.1f}" if key == "mr" or key.endswith("_mr") else f"{value:.4f}"
 
 
+def _setting(value: Any) -> str:
+    """A config value as YAML writes it (true, null, 0.002)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, metadata={"Software": None})
@@ -291,7 +292,7 @@ def _summary(runs: Sequence[RunData]) -> Dict[str, Any]:
     """The side-by-side table: one row per run and split."""
     keys: List[str] = []
     for r in runs:
-        keys += [k for k in r.summary_keys if k not in keys]
+        keys += [k for k in SUMMARY_KEYS.get(r.task, SUMMARY_KEYS["completion"]) if k not in keys]
     facts = ("best_epoch", "epochs_run", "train_seconds", "parameters")
     rows = []
     for r in runs:
@@ -307,7 +308,7 @@ def _summary(runs: Sequence[RunData]) -> Dict[str, Any]:
 def _config_diff(runs: Sequence[RunData]) -> List[Dict[str, Any]]:
     flat = [_flatten(r.config) for r in runs]
     keys = sorted({k for f in flat for k in f})
-    return [{"key": k, "values": [fmt(f.get(k)) for f in flat]}
+    return [{"key": k, "values": [_setting(f.get(k, "-")) for f in flat]}
             for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
 
 
@@ -335,7 +336,7 @@ def render(runs: Sequence[RunData]) -> str:
                                                      for lv, m in zip(r.robustness["levels"], r.robustness["metrics"])]},
             "weights": r.weights and {"image": _weights_plot(Figure, r.weights), "stats": _weight_stats(r.weights),
                                       "entities": len(next(iter(r.weights.values())))},
-            "config": [(k, fmt(v)) for k, v in _flatten(r.config).items()],
+            "config": [(k, _setting(v)) for k, v in _flatten(r.config).items()],
             "notes": r.notes,
         })
     source = resources.files("snagkg").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
@@ -365,11 +366,11 @@ def write_report(runs: Sequence[PathLike], output: PathLike, device: str = "cpu"
         raise SnagError("output path is a folder; give a file name such as report.html", out)
     data = [read_run(r) for r in runs]
     if weights:
-        if progress is None:
-            progress = sys.stderr.isatty()
         from tqdm import tqdm
 
-        for r in tqdm(data, desc="loading models", unit="run", disable=not progress, leave=False):
+        bar = tqdm(data, desc="loading models", unit="run", leave=False,
+                   disable=not (sys.stderr.isatty() if progress is None else progress))
+        for r in bar:
             modality_weights(r, device=device)
     write_text(out, render(data))
     return out
