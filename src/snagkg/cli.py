@@ -16,6 +16,7 @@ from .alignment import cli as alignment_cli
 from .errors import SnagError
 from .features import cli as features_cli
 from .flags import TRAIN_FLAGS
+from .predict import register_use
 from .report import register as register_report
 from .robustness import register as register_robustness
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_presets)
     features_cli.register(sub)
     alignment_cli.register(sub)
+    register_use(sub)  # predict, export, weights
     register_report(sub)
     register_robustness(sub)
     return p

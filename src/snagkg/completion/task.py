@@ -104,6 +104,18 @@ class CompletionTask:
         return evaluate_ranking(vecs, self.model.interaction, triples, self.filters, ties or self.cfg.ties,
                                 progress=progress)
 
+    def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
+                top: int = 10, include_known: bool = False):
+        """Ranked tails of ``(head, relation, ?)`` or heads of ``(?, relation, tail)`` by name
+        (:func:`snagkg.predict.predict`; the fused vectors are computed once and kept)."""
+        from ..predict import predict
+        return predict(self, head=head, relation=relation, tail=tail, top=top, include_known=include_known)
+
+    def score_triples(self, rows):
+        """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.predict.score_triples`)."""
+        from ..predict import score_triples
+        return score_triples(self, rows)
+
     def validate(self) -> Dict[str, float]:
         """Validation metrics (``train.eval_limit`` triples at most), rounded for the log."""
         m = self.evaluate("valid", limit=self.cfg.train.eval_limit)
