@@ -14,7 +14,7 @@ import torch
 import snagkg
 from snagkg.cli import main
 from snagkg.errors import SnagError
-from snagkg.export import export_run, load_export
+from snagkg.export import load_export
 from snagkg.lookup import NameIndex
 from snagkg.weights import modality_weights
 
@@ -208,7 +208,7 @@ def test_export_round_trips_exactly(run, task, tmp_path, capsys, suffix):
 
 
 def test_export_of_an_alignment_run_has_normalised_vectors_and_no_relations(alignment_run, tmp_path):
-    summary = export_run(alignment_run, tmp_path / "a.npz", device="cpu")
+    summary = snagkg.export_run(alignment_run, tmp_path / "a.npz", device="cpu")
     assert summary["task"] == "alignment"
     data = load_export(tmp_path / "a.npz")
     t = snagkg.load_run(alignment_run, device="cpu")

@@ -29,6 +29,7 @@ from .noise import ModalityNoise, gauss_modality_noise  # noqa: E402
 from .results import Results  # noqa: E402
 from .run import evaluate, load_run, train  # noqa: E402
 from .robustness import robustness  # noqa: E402  (the function; the module is snagkg.robustness in sys.modules)
+from .export import export_run  # noqa: E402
 
 __all__ = ["RunConfig", "resolve_config", "SnagError", "ModalityNoise", "gauss_modality_noise",
-           "Results", "train", "evaluate", "load_run", "robustness", "__version__"]
+           "Results", "train", "evaluate", "load_run", "robustness", "export_run", "__version__"]
