@@ -154,3 +154,16 @@ def test_alignment_run(tmp_path):
     assert res.metrics[1]["hits@1"] < res.metrics[0]["hits@1"]
     assert json.loads((tmp_path / "run" / "robustness.json").read_text())["task"] == "alignment"
     assert (Path(tmp_path / "run") / "robustness.csv").exists()
+
+
+def test_without_matplotlib_json_and_csv_are_still_written(completion_run, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    for name in ("robustness.json", "robustness.csv", "robustness.png"):
+        (completion_run / name).unlink(missing_ok=True)
+    assert main(["robustness", str(completion_run), "--modality", "text", "--drop", "0,0.5", "--limit", "20",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "pip install 'snagkg[plot]'" in err
+    assert (completion_run / "robustness.json").exists() and (completion_run / "robustness.csv").exists()
+    assert not (completion_run / "robustness.png").exists()
