@@ -192,3 +192,15 @@ def test_dbp15k_translated_names_cover_the_pair(tmp_path, capsys):
                             "--no-progress"], capsys)
     assert code == 0, err
     assert err.startswith("name: 38960 of 38960 entities have features, 0 missing (width 256)")
+
+
+def test_literal_values_and_properties():
+    from snagkg.features.literals import expand_property, literal_value
+
+    assert literal_value('"Paris"@en') == "Paris"
+    assert literal_value('"say \\"hi\\""^^<http://www.w3.org/2001/XMLSchema#string>') == 'say "hi"'
+    assert literal_value("two\\tcolumns\\nand a line \\\\n") == "two\tcolumns\nand a line \\n"  # as convert writes
+    assert literal_value("  plain ") == "plain"
+    assert expand_property("rdfs:comment") == "http://www.w3.org/2000/01/rdf-schema#comment"
+    assert expand_property("<http://schema.org/description>") == expand_property("schema:description")
+    assert expand_property("http://ex.org/p") == "http://ex.org/p" and expand_property("ex:p") == "ex:p"

@@ -9,7 +9,8 @@
   ``literals.tsv`` of a converted RDF graph, ``numeric_literals.tsv``, ...):
   lines starting with ``#`` are comments; a value may be an RDF literal
   (``"text"@en``, ``"1.5"^^<...#double>``), whose quotes, language tag and
-  datatype are removed.
+  datatype are removed, and may hold the escapes ``snagkg convert`` writes
+  (``\\t``, ``\\n``, ``\\r``, ``\\\\``).
 * :func:`expand_property` turns ``rdfs:comment`` into the full IRI; properties
   match when their expanded, bracket-free forms are equal.
 """
@@ -41,6 +42,8 @@ PREFIXES = {
 }
 LITERALS_FILE = "literals.tsv"
 _LITERAL = re.compile(r'^"(.*)"(?:@[A-Za-z0-9-]+|\^\^\S+)?$', re.S)
+_ESCAPE = re.compile(r'\\([\\tnr"])')
+_ESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r", '"': '"'}
 _CURIE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*):([^/].*)?$")
 
 
@@ -56,12 +59,14 @@ def expand_property(prop: str) -> str:
 
 
 def literal_value(raw: str) -> str:
-    """The text of an RDF literal: ``"Paris"@en`` -> ``Paris``; anything else stripped as it is."""
+    """A value's text: an RDF literal loses its quotes, language tag and datatype (``"Paris"@en`` ->
+    ``Paris``), and the escapes ``\\t``, ``\\n``, ``\\r``, ``\\\\``, ``\\"`` (as ``snagkg convert`` writes
+    ``literals.tsv``) are decoded."""
     text = raw.strip()
     m = _LITERAL.match(text)
     if m:
-        text = m.group(1).replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")
-    return text
+        text = m.group(1)
+    return _ESCAPE.sub(lambda e: _ESCAPES[e.group(1)], text)
 
 
 class EntityIndex:
