@@ -19,7 +19,8 @@ from snagkg.flags import TRAIN_FLAGS, Flag
 SRC = Path(snagkg.__file__).resolve().parent
 
 #: a value each flag can take that differs from the default, when the flag needs one
-_STRINGS = {"dataset": "some/folder", "encoder.readout": "graph", "modalities": "structure", "device": "cpu"}
+_STRINGS = {"dataset": "some/folder", "encoder.readout": "graph", "modalities": "structure", "device": "cpu",
+            "dataset_split": "0.6,0.2,0.2", "dataset_columns": "h,t,r"}
 _EXPECTED = {"modalities": ("structure",)}
 #: other flags a flag needs to resolve (a config check would refuse it alone)
 _NEEDS = {"completion.residual_gate": ["--structure-residual"], "encoder.fusion": ["--modalities", "structure"]}
@@ -78,7 +79,8 @@ def test_flag_table_is_consistent():
     # the flags whose name is not the key's last part
     assert {f.key: f.flag for f in TRAIN_FLAGS if f.flag != "--" + f.key.split(".")[-1].replace("_", "-")} == {
         "noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio", "noise.structure_scale": "--structure-noise-scale",
-        "alignment.iterative": "--no-iterative", "encoder.fusion": "--no-fusion"}
+        "alignment.iterative": "--no-iterative", "encoder.fusion": "--no-fusion",
+        "dataset_split": "--split", "dataset_columns": "--columns"}
     assert C.cli_flag("train.weight_decay") == "--weight-decay"  # no flag: the key's last part
 
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__
+from . import convert as convert_cli
 from .alignment import cli as alignment_cli
 from .errors import SnagError
 from .features import cli as features_cli
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the presets: name, task and what each is for").set_defaults(
         func=cmd_presets)
     features_cli.register(sub)
+    convert_cli.register(sub)
     alignment_cli.register(sub)
     register_use(sub)  # predict, export, weights
     register_report(sub)

@@ -159,6 +159,10 @@ class RunConfig:
     """A whole run: top-level options, the shared sections and one section per task (all of them saved)."""
     task: str = "completion"        # a registered task (TASKS)
     dataset: str = "synthetic"
+    dataset_split: Optional[str] = None     # one triples file: "train,valid,test" shares (None: 0.8,0.1,0.1)
+    dataset_columns: Optional[str] = None   # TSV/CSV triples: role of each column, e.g. "h,t,r" (None: header or h,r,t)
+    valid_from_train: float = 0.0           # > 0: hold out this share of train as the valid split (test untouched)
+    split_seed: int = 0                     # seed of dataset_split and valid_from_train (not the run seed)
     preset: Optional[str] = None
     modalities: Optional[Tuple[str, ...]] = None   # None: structure + every feature table found
     seed: int = 0
@@ -190,6 +194,10 @@ class RunConfig:
         for spec in TASKS.values():
             if spec.check is not None:
                 spec.check(self)
+        from .datasets.named import dataset_option_problem
+        problem = dataset_option_problem(self)  # (message, key) of a bad dataset_split, _columns, valid_from_train
+        if problem:
+            raise ConfigValueError(*problem)
         if self.modalities is not None and len(self.modalities) == 0:
             raise ConfigValueError("modalities must name at least one modality", "modalities")
         for name in SECTIONS:

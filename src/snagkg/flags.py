@@ -63,7 +63,16 @@ class Flag:
 #: every ``snagkg train`` flag that sets a config key, in ``--help`` order
 TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("task", "completion (default) or alignment (default preset: dbp15k)", choices=("completion", "alignment")),
-    Flag("dataset", "dataset folder, or 'synthetic'"),
+    Flag("dataset", "dataset: 'synthetic', an OpenKE folder, a triples file (.tsv, .csv, .txt, .nt, .ttl, .nq, "
+         "optionally .gz) or a folder of train/valid/test triples files"),
+    Flag("dataset_split", "one triples file: train,valid,test shares (default 0.8,0.1,0.1)", flag="--split",
+         tasks=COMPLETION),
+    Flag("dataset_columns", "TSV/CSV triples: the role of each column as a permutation of h,r,t, e.g. h,t,r "
+         "(default: the header's order, else h,r,t)", flag="--columns", tasks=COMPLETION),
+    Flag("valid_from_train", "hold out this share of train as the validation split, replacing the dataset's "
+         "own (test is never touched)", float, tasks=COMPLETION),
+    Flag("split_seed", "seed of --split and --valid-from-train (default 0, whatever --seed)", int,
+         tasks=COMPLETION),
     Flag("train.epochs", "most epochs to train", int),
     Flag("train.lr", "learning rate", float),
     Flag("completion.embedding_lr_scale", "learning rate of the structure embedding table as a multiple of --lr",

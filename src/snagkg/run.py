@@ -32,7 +32,8 @@ from .training import BEST, CHECKPOINT, Trainer, check_fingerprint, load_checkpo
 
 log = logging.getLogger("snagkg")
 PathLike = Union[str, "os.PathLike[str]"]
-RUN_FILES = ("config.yaml", CHECKPOINT, BEST, "metrics.jsonl", "results.json", "dataset.json")
+RUN_FILES = ("config.yaml", CHECKPOINT, BEST, "metrics.jsonl", "results.json", "dataset.json", "entities.tsv",
+             "relations.tsv")
 
 
 def _absolute_dataset(cfg: RunConfig) -> RunConfig:
@@ -124,6 +125,9 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
                 (folder / name).unlink(missing_ok=True)
         write_text(folder / "config.yaml", config_mod.dump(cfg))
         write_json(folder / "dataset.json", task.dataset_info())
+        if hasattr(task, "kg"):  # completion: the ids every later command reloads (entities.tsv, relations.tsv)
+            from .datasets.named import write_id_tables
+            write_id_tables(task.kg, folder)
         for note in task.kg.notes if hasattr(task, "kg") else []:
             echo(note)
         slow = kernels.precision_warning(cfg.precision, task.device)
@@ -176,6 +180,9 @@ def load_run(run: PathLike, device: Optional[str] = None):
     cfg = config_mod.load_run_config(folder / "config.yaml")
     task = build_task(cfg, device=device)
     load_best(task, folder)
+    if hasattr(task, "kg"):  # the reloaded dataset must give the names the run was trained with, id for id
+        from .datasets.named import check_id_tables
+        check_id_tables(task.kg, folder)
     return task
 
 

@@ -146,7 +146,7 @@ class CompletionTask:
 
 @TASKS.register("completion")
 def build_completion_task(cfg: RunConfig) -> CompletionTask:
-    """Read ``cfg.dataset`` (OpenKE folder or ``synthetic``) and build the completion task."""
-    from ..datasets import load_completion_dataset
-    return CompletionTask(load_completion_dataset(cfg.dataset, seed=cfg.seed), cfg)
+    """Read ``cfg.dataset`` (``synthetic``, OpenKE folder, labelled/RDF triples) and build the completion task."""
+    from ..datasets import dataset_options, load_completion_dataset
+    return CompletionTask(load_completion_dataset(cfg.dataset, seed=cfg.seed, **dataset_options(cfg)), cfg)
 

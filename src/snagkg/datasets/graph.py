@@ -8,7 +8,7 @@ builders (:mod:`snagkg.features`) can take either: a completion
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -67,6 +67,13 @@ class KnowledgeGraph(Graph):
     test: np.ndarray
     features: Dict[str, FeatureTable] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    #: ``(entity, property, value)`` literal statements kept from the source (RDF), all strings
+    literals: List[Tuple[str, str, str]] = field(default_factory=list)
+    #: triples known to be true but in no split (the valid split replaced by ``valid_from_train``):
+    #: filtered in ranking like every other known triple, never trained on or ranked
+    known: Optional[np.ndarray] = None
+    #: extra JSON-ready entries of :meth:`summary` (how the dataset was read, split or held out)
+    info: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def feature_triples(self) -> np.ndarray:
@@ -80,8 +87,9 @@ class KnowledgeGraph(Graph):
         return getattr(self, name)
 
     def all_triples(self) -> np.ndarray:
-        """Train, valid and test triples, concatenated in that order."""
-        return np.concatenate([self.train, self.valid, self.test], axis=0)
+        """Train, valid and test triples, concatenated in that order (then :attr:`known`, if any)."""
+        parts = [self.train, self.valid, self.test] + ([self.known] if self.known is not None else [])
+        return np.concatenate(parts, axis=0)
 
     def summary(self) -> Dict[str, object]:
         """Name, sizes of the graph and of each split, and the modalities' widths and missing fractions."""
@@ -93,6 +101,7 @@ class KnowledgeGraph(Graph):
             "valid": int(len(self.valid)),
             "test": int(len(self.test)),
             "modalities": self.feature_summary(),
+            **self.info,
         }
 
 
