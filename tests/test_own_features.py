@@ -204,3 +204,44 @@ def test_torchvision_encoder_needs_weights_or_package(graph, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     assert "needs torchvision" in err or "needs --weights FILE" in err
     assert not (graph / "features").exists()
+
+
+def test_rdf_graph_with_comments_and_numbers_through_convert(tmp_path, capsys):
+    """An N-Triples graph -> snagkg convert (literals.tsv) -> text from rdfs:comment, numeric, attributes -> train."""
+    pytest.importorskip("rdflib")
+    rng = np.random.default_rng(1)
+    ex = "http://example.org/"
+    lines = []
+    for i in range(60):
+        for j in rng.choice(60, size=4, replace=False):
+            if j != i:
+                lines.append(f"<{ex}e{i}> <{ex}r{(i + int(j)) % 3}> <{ex}e{int(j)}> .")
+        if i % 2 == 0:
+            lines.append(f'<{ex}e{i}> <http://www.w3.org/2000/01/rdf-schema#comment> "Item {i}, colour {i % 3}"@en .')
+        if i % 3 == 0:
+            lines.append(f'<{ex}e{i}> <{ex}height> "{i * 1.5}"^^<http://www.w3.org/2001/XMLSchema#double> .')
+    (tmp_path / "graph.nt").write_text("\n".join(lines) + "\n")
+    folder = tmp_path / "mygraph"
+    code, _, err = run_cli(["convert", tmp_path / "graph.nt", "--output", folder], capsys)
+    assert code == 0, err
+    assert (folder / "literals.tsv").is_file()
+    code, _, err = run_cli(["features", "text", "--dataset", folder, "--property", "rdfs:comment",
+                            "--encoder", "hashing"], capsys)
+    assert code == 0 and "text: 30 of 60 entities have features, 30 missing" in err, err
+    code, _, err = run_cli(["features", "numeric", "--dataset", folder], capsys)
+    assert code == 0 and "numeric: 20 of 60 entities have features" in err and "(width 2)" in err, err
+    assert "30 non-numeric values skipped" in err  # the comments are not numbers: counted, left out
+    code, _, err = run_cli(["features", "attributes", "--dataset", folder], capsys)
+    assert code == 0 and "attribute: 40 of 60 entities have features" in err, err
+    names = (folder / "entity2id.txt").read_text().splitlines()[1:]
+    ids = {n.split("\t")[0]: int(n.split("\t")[1]) for n in names}
+    text = np.load(folder / "features" / "text.npy")
+    from snagkg.features.extractors import HashingEncoder
+
+    assert np.allclose(text[ids[f"{ex}e4"]], HashingEncoder().encode(["Item 4, colour 1"], 1)[0])
+    import snagkg
+
+    cfg = snagkg.resolve_config(overrides={"dataset": str(folder), "train.epochs": 1, "encoder.hidden": 16,
+                                           "train.batch_size": 256, "device": "cpu"})
+    res = snagkg.train(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
+    assert res.dataset["used_modalities"] == ["structure", "attribute", "numeric", "text"]
