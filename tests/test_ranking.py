@@ -114,3 +114,31 @@ def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk, device):
             ref = brute_force(vecs, scorer, test, known, ties)
             got = rank_triples(dev_vecs, dev_scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
             assert torch.allclose(got, ref), ties
+
+
+def test_compile_time_is_reported_apart_from_the_ranking(tiny_graph, monkeypatch):
+    """The first compiled call of a kernel variant counts as ``compile_seconds``, not ``seconds``."""
+    from snagkg import kernels
+
+    calls = []
+    real = kernels.CompiledFunction.__call__
+
+    def slow_first(self, *args, compiled=True):
+        if compiled and self.available() and kernels._signature(args) not in self.seen:
+            calls.append(self.name)
+            kernels._COMPILE_SECONDS[0] += 0.5  # as if compiling had taken half a second
+        return real(self, *args, compiled=compiled)
+
+    from snagkg import evaluation
+    from snagkg.completion import scorers
+    monkeypatch.setattr(kernels.CompiledFunction, "__call__", slow_first)
+    monkeypatch.setattr(kernels, "COMPILE_MIN_WORK", 0)
+    for kernel in (evaluation._counts, kernels._pairwise, scorers._query_kernel):
+        monkeypatch.setattr(kernel, "seen", set())  # as in a new process
+    vecs, scorer, triples, known, n_ent, n_rel = tiny_graph
+    filters = FilterIndex(known, n_ent, n_rel)
+    m = evaluate_ranking(vecs, scorer, triples, filters)
+    assert calls and m["compile_seconds"] >= 0.5 * len(set(calls))
+    assert m["seconds"] < m["compile_seconds"]
+    again = evaluate_ranking(vecs, scorer, triples, filters)  # every variant is compiled now
+    assert again["compile_seconds"] == 0.0 and again["mrr"] == m["mrr"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import warnings
 from typing import Callable, Optional
 
@@ -99,6 +100,14 @@ def compile_enabled() -> bool:
     return os.environ.get("SNAGKG_COMPILE", "1") != "0"
 
 
+def _elapsed(t0: float, result) -> float:
+    """Seconds since ``t0`` once ``result`` (a tensor or tuple of tensors) is computed (CUDA synchronised)."""
+    first = result[0] if isinstance(result, (tuple, list)) and result else result
+    if isinstance(first, torch.Tensor) and first.is_cuda:
+        torch.cuda.synchronize(first.device)
+    return time.perf_counter() - t0
+
+
 def _signature(a):
     """What a compiled variant is specialised on: device, dtype, rank and which sizes are 0 or 1
     (dynamic shapes specialise on those; every other size shares one variant)."""
@@ -113,8 +122,24 @@ def _signature(a):
     return (type(a).__name__,)
 
 
+#: seconds spent compiling (or loading compiled code from the on-disk cache) in this process
+_COMPILE_SECONDS = [0.0]
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent so far compiling kernels (or loading them from the cache):
+    the first call of each compiled variant, less the time the same call takes once compiled
+    (for ``pure`` kernels, whose first call is repeated to measure that)."""
+    return _COMPILE_SECONDS[0]
+
+
 class CompiledFunction:
     """``fn`` compiled on first use, with ``fn`` itself as the fallback.
+
+    The first call of each input signature pays the compilation (or, in a later process, the
+    load of the compiled code from torch's on-disk cache); its cost is added to
+    :func:`compile_seconds`. A ``pure`` function (no side effects) is called a second time on
+    that first call, so that the compile cost excludes the run itself.
 
     A failure to compile or to run the compiled code is logged and the eager
     function gives that call's result. Before any compiled call has worked (no
@@ -127,8 +152,10 @@ class CompiledFunction:
     (lazily compiled) backward surfaces here, not inside ``loss.backward()``.
     """
 
-    def __init__(self, fn: Callable, name: str, check_backward: bool = False, **compile_kwargs):
-        self.fn, self.name = fn, name
+    def __init__(self, fn: Callable, name: str, check_backward: bool = False, pure: bool = False,
+                 **compile_kwargs):
+        self.fn, self.name, self.pure = fn, name, pure
+        self.seen: set = set()
         self.check_backward = check_backward
         self.compile_kwargs = compile_kwargs
         self.compiled: Optional[Callable] = None
@@ -162,9 +189,19 @@ class CompiledFunction:
                 warnings.simplefilter("ignore")
                 if self.compiled is None:
                     self.compiled = torch.compile(self.fn, **self.compile_kwargs)
+                first = signature not in self.seen
+                t0 = time.perf_counter()
                 if self.check_backward and not self.checked and torch.is_grad_enabled():
                     self._check(args)
                 result = self.compiled(*args)
+                if first:
+                    self.seen.add(signature)
+                    spent = _elapsed(t0, result)
+                    if self.pure:
+                        t1 = time.perf_counter()
+                        result = self.compiled(*args)
+                        spent -= _elapsed(t1, result)
+                    _COMPILE_SECONDS[0] += max(0.0, spent)
         except Exception as exc:  # pragma: no cover - platform without a working compiler
             result = self.fn(*args)  # an error of the inputs themselves is raised here, as eagerly
             self._fail(exc, signature)
@@ -230,7 +267,7 @@ def complex_l1_pairwise_eager(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(d_re * d_re + d_im * d_im).sum(dim=-1)
 
 
-_pairwise = CompiledFunction(complex_l1_pairwise_eager, "complex_l1_pairwise", dynamic=True)
+_pairwise = CompiledFunction(complex_l1_pairwise_eager, "complex_l1_pairwise", pure=True, dynamic=True)
 
 
 def use_compiled(num_entities: int, width: int) -> bool:

@@ -142,7 +142,7 @@ def _query_rows(table: torch.Tensor, anchor: torch.Tensor, relation: torch.Tenso
     return _rotate(table[anchor], torch.cos(phase), sin if predict_tail else -sin)
 
 
-_query_kernel = kernels.CompiledFunction(_query_rows, "rotate_query", dynamic=True)
+_query_kernel = kernels.CompiledFunction(_query_rows, "rotate_query", pure=True, dynamic=True)
 _forward_kernel = kernels.CompiledFunction(_sampled_forward, "rotate_sampled_forward", dynamic=False)
 _backward_kernel = kernels.CompiledFunction(_sampled_backward, "rotate_sampled_backward", dynamic=False)
 
