@@ -89,7 +89,11 @@ def _line_statements(text: str, path: Path, quads: bool, rdflib):
             if parser.line:
                 raise nt.ParseError("trailing garbage")
         except nt.ParseError as exc:
-            raise SnagError(f"RDF syntax error: {str(exc).splitlines()[0]}", path, number) from None
+            what = (str(exc).splitlines() or [""])[0]
+            if what.startswith("Failed to eat") and " at " in what:  # rdflib shows its regular expression
+                rest = what.split(" at ", 1)[1]
+                what = f"unexpected text at {rest[:60]!r}"
+            raise SnagError(f"RDF syntax error: {what}", path, number) from None
         out.append((s, p, o))
     return out
 
