@@ -87,6 +87,8 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("completion.residual_gate", "with --structure-residual: scale the fused vector by a learned gate that "
          "starts at 0, so training starts from plain RotatE (--no-residual-gate: off)", None, tasks=COMPLETION,
          negatable=True),
+    Flag("completion.fusion_scope", "which entities a training step fuses: auto (default), batch (only those "
+         "the batch touches) or table (all)", choices=("auto", "batch", "table"), tasks=COMPLETION),
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),

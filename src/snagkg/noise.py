@@ -122,6 +122,7 @@ class ModalityNoise(nn.Module):
         self.mask = float(mask)
         self.register_buffer("rows", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("z", torch.zeros(0, 0), persistent=False)
+        self._slot: Optional[torch.Tensor] = None  # row -> position in ``rows`` (-1: not noised), per draw
 
     @property
     def active(self) -> bool:
@@ -133,12 +134,14 @@ class ModalityNoise(nn.Module):
         if self.ratio == 0.0:
             self.rows = torch.zeros(0, dtype=torch.long, device=self.rows.device)
             self.z = torch.zeros(0, width, device=self.rows.device)
+            self._slot = None
             return
         picked = torch.rand(num_rows, generator=generator) < self.ratio
         rows = picked.nonzero().flatten()
         z = torch.randn(int(rows.numel()), width, generator=generator)
         self.rows = rows.to(self.rows.device)
         self.z = z.to(self.rows.device)
+        self._slot = None
 
     def forward(self, x: torch.Tensor, mean: Optional[torch.Tensor] = None,
                 std: Optional[torch.Tensor] = None, real: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -152,6 +155,31 @@ class ModalityNoise(nn.Module):
             mean = m if mean is None else mean
             std = s if std is None else std
         return blend(x, self.rows, self.z, self.mask, mean, std)
+
+    def gather(self, x: torch.Tensor, indices: torch.Tensor, mean: Optional[torch.Tensor] = None,
+               std: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``forward(x)[indices]`` without blending the whole table: the rows ``indices`` of ``x``
+        with the stored draw applied to those of them that the draw picked (the same values and
+        the same gradient as the whole-table path, at the cost of the gathered rows).
+
+        ``mean``/``std`` default to the statistics of all of ``x``'s rows, as :meth:`forward`.
+        """
+        rows = x.index_select(0, indices)
+        if not self.active:
+            return rows
+        if self.z.shape[-1] != x.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= x.shape[0]):
+            raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
+        if mean is None or std is None:
+            m, s = _stats(x, None)
+            mean = m if mean is None else mean
+            std = s if std is None else std
+        if self._slot is None or self._slot.numel() != x.shape[0] or self._slot.device != x.device:
+            slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+            slot[self.rows] = torch.arange(self.rows.numel(), device=x.device)
+            self._slot = slot
+        pos = self._slot.index_select(0, indices)
+        picked = (pos >= 0).nonzero().flatten()
+        return blend(rows, picked, self.z.index_select(0, pos[picked]), self.mask, mean, std)
 
     def extra_repr(self) -> str:
         """``ratio=..., mask=...`` for the module's repr."""

@@ -36,6 +36,9 @@ from .noise import NoisedTables, modality_noises
 class EmbeddingStructure(nn.Module):
     """The structure modality as a trainable table ``weight [N, d]`` (MKGC, SPEC section 1)."""
 
+    #: each entity's structure vector depends on its own row only, so a subset can be fused alone
+    row_wise = True
+
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         self.weight = nn.Parameter(weight)
@@ -153,23 +156,32 @@ class MultiModalEntityRepresentation(nn.Module):
             self.noise[m].refresh(t.shape[0], t.shape[1], generator)
         self._noised.clear()
 
-    def inputs(self, dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
-        """Every modality's table for the encoder, with GMNM applied in training mode.
+    def inputs(self, dtype: Optional[torch.dtype] = None,
+               indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Every modality's table for the encoder (only the rows ``indices`` when given), with GMNM
+        applied in training mode.
 
         This is the one place the noise is applied. The structure table is noised with
         ``mu, sigma`` recomputed from the current table, then passed through the structure
         source (the GAT for alignment). The frozen tables are the same from one step to the
         next until the noise is drawn again, so each is blended, and cast to ``dtype`` when
-        given, once per draw and reused. In eval mode every table is clean.
+        given, once per draw and reused. In eval mode every table is clean. With ``indices``
+        (a row-wise structure source only) the structure rows are gathered first and only they
+        are blended: the same rows as the whole table would give, at the cost of the batch.
         """
+        if indices is not None and self.structure is not None and not self.structure.row_wise:
+            raise ValueError("this structure source mixes entities (a GAT): fuse the whole table")
         out = {}
         for m in self.modalities:
             x = self.table(m)
             if m == "structure":
-                out[m] = self.structure(self.noise[m](x))  # type: ignore[misc]
-            else:
-                out[m] = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"),
-                                          getattr(self, f"std_{m}"), dtype)
+                if indices is None:
+                    out[m] = self.structure(self.noise[m](x))  # type: ignore[misc]
+                else:
+                    out[m] = self.structure(self.noise[m].gather(x, indices))  # type: ignore[misc]
+                continue
+            y = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"), getattr(self, f"std_{m}"), dtype)
+            out[m] = y if indices is None else y.index_select(0, indices)
         return out
 
     def _apply(self, fn, *args, **kwargs):
@@ -199,6 +211,11 @@ class MultiModalEntityRepresentation(nn.Module):
     def vectors(self, indices: Optional[torch.Tensor] = None, scale: float = 1.0) -> torch.Tensor:
         """The fused vectors ``[n, width]`` of ``indices`` (all when ``None``), times ``scale``."""
         return self.encode_vectors(self.inputs(self.cast_dtype), indices, scale)
+
+    def vectors_of(self, indices: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """:meth:`vectors` of ``indices`` computed from their rows alone: only those rows are gathered,
+        noised and fused (the per-step cost follows ``len(indices)``, not the graph)."""
+        return self.encode_vectors(self.inputs(self.cast_dtype, indices), None, scale)
 
     @property
     def cast_dtype(self) -> Optional[torch.dtype]:

@@ -170,6 +170,8 @@ def union_edges(triples: np.ndarray, num_entities: int) -> EdgeIndex:
 class GATStructure(EmbeddingStructure):
     """The trainable table passed through a graph attention network over the KG (MMEA, SPEC section 5)."""
 
+    row_wise = False  # an entity's vector depends on its neighbours' rows
+
     def __init__(self, weight: torch.Tensor, edges: "EdgeIndex", layers: int = 2, heads: int = 2,
                  dropout: float = 0.0):
         super().__init__(weight)

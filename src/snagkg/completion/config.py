@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from ..config import ConfigValueError, RunConfig, Section, register_task
 from ..registry import SCORERS
 
+FUSION_SCOPES = ("auto", "batch", "table")
+
 
 @dataclass(frozen=True)
 class CompletionConfig(Section):
@@ -30,6 +32,10 @@ class CompletionConfig(Section):
     # at 0 (ReZero), so training starts from plain RotatE and the encoder's share grows only
     # as far as the loss asks for it
     residual_gate: bool = False
+    # which entities a training step fuses: "table" every entity (the whole-table path), "batch"
+    # only those the batch touches (positives and negatives; exact, as the fusion is per entity),
+    # "auto" the batch when it touches at most half of the graph
+    fusion_scope: str = "auto"
 
     def check(self) -> None:
         """Learning-rate scales and margin positive, temperature not negative, a known scorer."""
@@ -46,6 +52,9 @@ class CompletionConfig(Section):
         if self.adversarial_temperature < 0:
             raise ConfigValueError("completion.adversarial_temperature must not be negative",
                                    "completion.adversarial_temperature")
+        if self.fusion_scope not in FUSION_SCOPES:
+            raise ConfigValueError(f"completion.fusion_scope must be one of {', '.join(FUSION_SCOPES)}, "
+                                   f"got {self.fusion_scope!r}", "completion.fusion_scope")
         if self.scorer not in SCORERS:
             raise ConfigValueError(f"completion.scorer {self.scorer!r} is not one of {', '.join(SCORERS.names())}",
                                    "completion.scorer")

@@ -11,7 +11,7 @@ as PyKEEN's ``ERModel``. Options of the head:
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -21,6 +21,17 @@ from ..heads import LOSSES, fused_kernel
 from ..registry import SCORERS
 from ..representation import EmbeddingStructure, MultiModalEntityRepresentation
 from . import loss as _losses  # noqa: F401  (registers the completion losses)
+
+#: ``fusion_scope: auto`` fuses only the batch's entities when they are at most this share of the graph
+BATCH_FRACTION = 0.5
+
+
+def bucket(n: int) -> int:
+    """``n`` rounded up to a multiple of an eighth of its power of two (at most 1/8 more), so that the
+    batch path's shapes take few distinct values and compiled kernels are not rebuilt every step."""
+    step = 1 << max(0, n.bit_length() - 4)
+    return -(-n // step) * step
+
 
 #: parameter names of checkpoints written before the shared representation existed
 LEGACY_KEYS = (("entity", "entities.structure.weight"), ("encoder.", "entities.encoder."),
@@ -66,6 +77,7 @@ class CompletionModel(nn.Module):
         # the learned share of the fused vector (completion.residual_gate); None: a fixed 1
         self.gate = nn.Parameter(torch.zeros(())) if self.structure_residual and comp.residual_gate else None
         self._fused = fused_kernel(self.interaction, self.loss)
+        self.fusion_scope = getattr(comp, "fusion_scope", "auto")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
@@ -86,12 +98,27 @@ class CompletionModel(nn.Module):
         v = self.entities.encode(inputs, index).vector * self.output_scale
         return self._gated(v) + self._residual(inputs, index) if self.structure_residual else v
 
-    def vectors(self) -> torch.Tensor:
-        """:meth:`entity_vectors` of every entity through the encoder's readout-only path, float32."""
-        inputs = self.entities.inputs(self.entities.cast_dtype)
+    def vectors(self, indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`entity_vectors` of every entity (or only of ``indices``, computed from their rows
+        alone) through the encoder's readout-only path, float32."""
+        inputs = self.entities.inputs(self.entities.cast_dtype, indices)
         v = self.entities.encode_vectors(inputs, None, self.output_scale)
         v = self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
         return v.float()
+
+    def batch_entities(self, h: torch.Tensor, t: torch.Tensor,
+                       candidate: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """The entities a step touches, when it should fuse only those (``fusion_scope``): ``(ids, local)``
+        with ``ids`` the distinct entities (padded to :func:`bucket` size with repeats of the first)
+        and ``local`` the position in ``ids`` of every entry of ``cat([h, t, candidate.flatten()])``;
+        ``None`` for the whole-table path."""
+        if self.fusion_scope == "table" or not self.entities.structure.row_wise:
+            return None
+        ids, local = torch.unique(torch.cat([h, t, candidate.reshape(-1)]), return_inverse=True)
+        size = bucket(len(ids))
+        if self.fusion_scope == "auto" and size > BATCH_FRACTION * self.entities.num_entities:
+            return None
+        return torch.cat([ids, ids[:1].expand(size - len(ids))]), local
 
     def _gated(self, v: torch.Tensor) -> torch.Tensor:
         return v if self.gate is None else v * self.gate
@@ -106,12 +133,20 @@ class CompletionModel(nn.Module):
         """The loss of positives ``batch [B, 3]`` against ``candidate [B, K]`` entities replacing the head
         (where ``corrupt_head``) or the tail; ``mask`` marks usable negatives.
 
-        Every entity is fused once per step; the registered fused kernel of the interaction and
-        the loss is used when there is one.
+        Every entity is fused once per step, or only the entities the batch touches (see
+        :meth:`batch_entities`: the same loss and gradients, at the cost of the batch); the
+        registered fused kernel of the interaction and the loss is used when there is one.
         """
-        vecs = self.vectors()
         sc = self.interaction
         h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+        touched = self.batch_entities(h, t, candidate)
+        if touched is None:
+            vecs = self.vectors()
+        else:  # only the batch's entities are fused; the indices become positions among them
+            ids, local = touched
+            vecs = self.vectors(ids)
+            b = len(h)
+            h, t, candidate = local[:b], local[b:2 * b], local[2 * b:].view_as(candidate)
         if self._fused is not None:  # one rotation per positive and direction, fused loops
             return self._fused(sc, vecs, h, r, t, candidate, corrupt_head, mask, self.loss.temperature)
         # One query per positive and direction; a negative only swaps the candidate entity,
