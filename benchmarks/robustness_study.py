@@ -71,6 +71,15 @@ def markdown(modality: str, levels: List[float], sweeps: Dict[str, List[dict]]) 
     return "\n".join(lines)
 
 
+def tables_from_json(path: Path) -> str:
+    """The Markdown tables of a finished (or partly finished) study, from its ``study.json``."""
+    from snagkg.robustness import parse_levels
+
+    study = json.loads(Path(path).read_text())
+    levels = parse_levels(study["levels"])
+    return "\n\n".join(markdown(m, levels, sweeps) for m, sweeps in study["sweeps"].items())
+
+
 def main(argv=None) -> int:
     """Train the runs, sweep them, print the Markdown tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,7 +92,11 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="gmnm,no-noise", help="train only these (with --train-only)")
     p.add_argument("--train-only", action="store_true", help="train the runs, do not sweep")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--table-only", action="store_true", help="print the tables of <out>/study.json; run nothing")
     a = p.parse_args(argv)
+    if a.table_only:
+        print(tables_from_json(Path(a.out) / "study.json"))
+        return 0
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
@@ -123,7 +136,7 @@ def main(argv=None) -> int:
                                      for v in VARIANTS}
         write_json(out / "study.json", study)
         tables.append(markdown(modality, levels, sweeps))
-    print("\n\n".join(tables))
+        print(tables[-1] + "\n", flush=True)
     return 0
 
 
