@@ -194,7 +194,7 @@ def export_run(run: PathLike, path: PathLike, device: Optional[str] = None) -> D
     write_export(data, path)
     summary = {"output": str(path), "format": fmt, **{k: v for k, v in data["meta"].items()
                                                        if k not in ("format", "version")}}
-    summary["modalities"] = list(data["modalities"])
+    summary["modalities"] = [str(m) for m in data["modalities"]]
     return summary
 
 
