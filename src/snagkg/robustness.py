@@ -248,8 +248,8 @@ def plot_png(result: RobustnessResult) -> Optional[bytes]:
     ax.plot(result.levels, [m["mrr"] for m in result.metrics], "o-", label="MRR")
     if all("hits@1" in m for m in result.metrics):
         ax.plot(result.levels, [m["hits@1"] for m in result.metrics], "s--", label="Hits@1")
-    what = "missing" if result.mode == "drop" else "corrupted"
-    ax.set_xlabel(f"share of entities with {'+'.join(result.modalities)} {what}")
+    what = "dropped" if result.mode == "drop" else "corrupted"
+    ax.set_xlabel(f"share of entities {what}: {'+'.join(result.modalities)}")
     ax.set_ylabel(f"{result.split} metric")
     ax.set_title(f"{Path(result.run).name}: {result.task}, {result.mode}", fontsize=10)
     ax.set_ylim(bottom=0)
