@@ -131,16 +131,6 @@ def _metric(run: Dict[str, Any], split: str, key: str) -> float:
     return _number(run["results"][split][key], where)
 
 
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -192,7 +182,9 @@ def command(cfg, dataset_name: str, used_modalities: Optional[List[str]] = None)
         mods = cfg.modalities if cfg.modalities is not None else used_modalities
         if mods:
             parts += ["--modalities", ",".join(mods)]
-    now, was = _flatten(cfg.to_dict()), _flatten(base.to_dict())
+    from snagkg.configio import flatten
+
+    now, was = flatten(cfg.to_dict()), flatten(base.to_dict())
     switches, valued = _flag_table()
     extra: Dict[str, Dict[str, Any]] = {}
     for key, value in now.items():

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import __version__
 from . import convert as convert_cli
 from .alignment import cli as alignment_cli
+from .configio import flatten as _flatten
 from .errors import SnagError
 from .features import cli as features_cli
 from .flags import TRAIN_FLAGS
@@ -74,16 +75,6 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(results.summary(), file=sys.stderr)
     print(json.dumps({"valid": results.valid, "test": results.test, "best_epoch": results.best_epoch}))
     return 0
-
-
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict[str, Any]):

@@ -153,3 +153,15 @@ def has(data: Dict[str, Any], dotted: str) -> bool:
             return False
         cur = cur[part]
     return True
+
+
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A nested mapping as dotted keys: ``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+

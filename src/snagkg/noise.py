@@ -148,13 +148,19 @@ class ModalityNoise(nn.Module):
         """``x`` with the stored draw blended in (``x`` itself when inactive)."""
         if not self.active:
             return x
+        mean, std = self._statistics(x, mean, std, real)
+        return blend(x, self.rows, self.z, self.mask, mean, std)
+
+    def _statistics(self, x: torch.Tensor, mean: Optional[torch.Tensor], std: Optional[torch.Tensor],
+                    real: Optional[torch.Tensor] = None) -> "tuple[torch.Tensor, torch.Tensor]":
+        """Check that the draw fits ``x``; ``mean``/``std``, each defaulting to ``x``'s (real) rows' own."""
         if self.z.shape[-1] != x.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= x.shape[0]):
             raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
         if mean is None or std is None:
             m, s = _stats(x, real)
             mean = m if mean is None else mean
             std = s if std is None else std
-        return blend(x, self.rows, self.z, self.mask, mean, std)
+        return mean, std
 
     def gather(self, x: torch.Tensor, indices: torch.Tensor, mean: Optional[torch.Tensor] = None,
                std: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -167,12 +173,7 @@ class ModalityNoise(nn.Module):
         rows = x.index_select(0, indices)
         if not self.active:
             return rows
-        if self.z.shape[-1] != x.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= x.shape[0]):
-            raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
-        if mean is None or std is None:
-            m, s = _stats(x, None)
-            mean = m if mean is None else mean
-            std = s if std is None else std
+        mean, std = self._statistics(x, mean, std)
         if self._slot is None or self._slot.numel() != x.shape[0] or self._slot.device != x.device:
             slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
             slot[self.rows] = torch.arange(self.rows.numel(), device=x.device)

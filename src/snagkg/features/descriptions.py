@@ -32,6 +32,7 @@ from ..tables import save_feature_table
 from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
 from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
 from .literals import EntityIndex, literals_path, read_literals
+from .text import encode_texts
 
 AGGREGATES = ("join", "mean")
 FALLBACKS = ("none", "names")
@@ -59,30 +60,6 @@ def read_descriptions(path, index: EntityIndex) -> Dict[int, List[str]]:
     if not out:
         raise SnagError("no descriptions in the file", path)
     return out
-
-
-def encode_texts(model, texts: List[str], batch_size: int, progress: Optional[bool], desc: str) -> np.ndarray:
-    """``model.encode`` over ``texts`` in batches, with a progress bar (``None``: on a terminal)."""
-    from tqdm import tqdm
-
-    dim = int(model.dim)
-    vectors = np.empty((len(texts), dim), dtype=np.float32)
-    bar = tqdm(total=len(texts), unit="text", desc=desc, disable=(None if progress is None else not progress))
-    try:
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start:start + batch_size]
-            vec = np.asarray(model.encode(chunk, batch_size=batch_size))
-            if vec.shape != (len(chunk), dim):
-                raise SnagError(f"text encoder {model.name!r} returned shape {vec.shape}, "
-                                f"expected ({len(chunk)}, {dim})")
-            vectors[start:start + len(chunk)] = vec
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    if not np.isfinite(vectors).all():
-        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
-        raise SnagError(f"text encoder {model.name!r} produced NaN/inf for {texts[bad][:60]!r}")
-    return vectors
 
 
 def build_description_features(dataset, source: Optional[str] = None, prop: Optional[str] = None,

@@ -25,6 +25,30 @@ from .common import FeatureSummary, dataset_folder, output_path, read_entity_nam
 from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
 
 
+def encode_texts(model, texts: List[str], batch_size: int, progress: Optional[bool], desc: str) -> np.ndarray:
+    """``model.encode`` over ``texts`` in batches, with a progress bar (``None``: on a terminal)."""
+    from tqdm import tqdm
+
+    dim = int(model.dim)
+    vectors = np.empty((len(texts), dim), dtype=np.float32)
+    bar = tqdm(total=len(texts), unit="text", desc=desc, disable=(None if progress is None else not progress))
+    try:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            vec = np.asarray(model.encode(chunk, batch_size=batch_size))
+            if vec.shape != (len(chunk), dim):
+                raise SnagError(f"text encoder {model.name!r} returned shape {vec.shape}, "
+                                f"expected ({len(chunk)}, {dim})")
+            vectors[start:start + len(chunk)] = vec
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    if not np.isfinite(vectors).all():
+        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise SnagError(f"text encoder {model.name!r} produced NaN/inf for {texts[bad][:60]!r}")
+    return vectors
+
+
 def build_text_features(dataset, output: Optional[str] = None, batch_size: int = 256, device: str = "auto",
                         encoder: str = DEFAULT_TEXT_ENCODER, progress: Optional[bool] = None) -> FeatureSummary:
     """Write ``text.npy`` (+ ``text.missing.txt``) for the OpenKE dataset in ``dataset``.
@@ -32,8 +56,6 @@ def build_text_features(dataset, output: Optional[str] = None, batch_size: int =
     Entities without a readable name (bare Wikidata QIDs) get a NaN row and
     are listed as missing. ``progress=None`` shows a bar only on a terminal.
     """
-    from tqdm import tqdm
-
     if batch_size < 1:
         raise SnagError(f"--batch-size must be at least 1, got {batch_size}")
     folder = dataset_folder(dataset)
@@ -53,29 +75,12 @@ def build_text_features(dataset, output: Optional[str] = None, batch_size: int =
     for i in have:
         unique.setdefault(names[i], len(unique))
     texts: List[str] = list(unique)
-    vectors = np.empty((len(texts), dim), dtype=np.float32)
-    bar = tqdm(total=len(texts), unit="name", desc=f"text ({model.name})",
-               disable=(None if progress is None else not progress))
-    try:
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start:start + batch_size]
-            vec = np.asarray(model.encode(chunk, batch_size=batch_size))
-            if vec.shape != (len(chunk), dim):
-                raise SnagError(f"text encoder {model.name!r} returned shape {vec.shape}, "
-                                f"expected ({len(chunk)}, {dim})")
-            vectors[start:start + len(chunk)] = vec
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+    vectors = encode_texts(model, texts, batch_size, progress, f"text ({model.name})")
     values = np.full((len(raw), dim), np.nan, dtype=np.float32)
     missing = np.ones(len(raw), dtype=bool)
-    for i in have:
+    for i in have:  # encode_texts has refused NaN/inf vectors
         values[i] = vectors[unique[names[i]]]
         missing[i] = False
-    bad = np.flatnonzero(~np.isfinite(values[~missing]).all(axis=1))
-    if bad.size:
-        i = int(np.flatnonzero(~missing)[bad[0]])
-        raise SnagError(f"text encoder {model.name!r} produced NaN/inf for entity id {i} ({names[i]!r})")
     save_feature_table(out, values, missing)
     return FeatureSummary("text", out, len(raw), len(have), dim,
                           note=f"encoder {model.name}, {len(texts)} distinct names")
