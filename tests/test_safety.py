@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def test_yaml_with_python_tags_is_refused_without_running(tmp_path, capsys, text
 
 def test_yaml_tag_in_a_saved_run_config_is_refused(run_copy, tmp_path, capsys):
     marker = tmp_path / "PWNED"
-    text = (run_copy / "config.yaml").read_text().replace("seed: 0", f"seed: !!python/object/apply:os.system ['touch {marker}']")
+    text = re.sub(r"(?m)^seed: 0$", f"seed: !!python/object/apply:os.system ['touch {marker}']",
+                  (run_copy / "config.yaml").read_text())
     (run_copy / "config.yaml").write_text(text)
     line = 1 + [i for i, x in enumerate(text.split("\n")) if x.startswith("seed: ")][0]
     code, _, err = run_main(["evaluate", run_copy], capsys)
