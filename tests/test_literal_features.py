@@ -7,17 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _fixtures_reliability import run_main as run_cli
 from conftest import SHARED_DATA, make_openke
-from snagkg.cli import main
 from snagkg.features.extractors import HashingEncoder
 
 N = 40
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -7,19 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _fixtures_reliability import run_main as run_cli
 from conftest import make_openke
-from snagkg.cli import main
 
 pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
 N = 120
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
