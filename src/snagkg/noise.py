@@ -174,9 +174,21 @@ class ModalityNoise(nn.Module):
         if not self.active:
             return rows
         mean, std = self._statistics(x, mean, std)
-        if self._slot is None or self._slot.numel() != x.shape[0] or self._slot.device != x.device:
-            slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
-            slot[self.rows] = torch.arange(self.rows.numel(), device=x.device)
+        return self.gather_rows(rows, indices, x.shape[0], mean, std)
+
+    def gather_rows(self, rows: torch.Tensor, indices: torch.Tensor, num_rows: int, mean: torch.Tensor,
+                    std: torch.Tensor) -> torch.Tensor:
+        """The rows ``rows = x[indices]`` of a ``num_rows``-row table ``x`` (already gathered, e.g. from a
+        memory map) with the stored draw applied to those the draw picked: :meth:`gather` without
+        ``x``, so the statistics ``mean``/``std`` must be given."""
+        if not self.active:
+            return rows
+        if self.z.shape[-1] != rows.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= num_rows):
+            raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
+        dev = rows.device
+        if self._slot is None or self._slot.numel() != num_rows or self._slot.device != dev:
+            slot = torch.full((num_rows,), -1, dtype=torch.long, device=dev)
+            slot[self.rows] = torch.arange(self.rows.numel(), device=dev)
             self._slot = slot
         pos = self._slot.index_select(0, indices)
         picked = (pos >= 0).nonzero().flatten()

@@ -84,13 +84,22 @@ class MultiModalEntityRepresentation(nn.Module):
         self.structure = structure
         self.precision = precision
         self._noised = NoisedTables()
+        #: frozen tables kept on disk (:class:`snagkg.mapped.MappedFeatureTable`), by modality
+        self._mapped: Dict[str, Any] = {}
+        #: gather the structure rows of a batch with a sparse gradient (:mod:`snagkg.sparse`); the
+        #: structure noise then uses the table's statistics of the current draw
+        self.sparse_rows = False
+        self._structure_stats: Optional[tuple] = None
         dims: Dict[str, int] = {}
         for m in self.modalities:
             if m == "structure":
                 dims[m] = structure.dim  # type: ignore[union-attr]
                 continue
             t = tables[m]
-            self.register_buffer(f"feat_{m}", torch.as_tensor(t.values), persistent=False)
+            if getattr(t, "mapped", False):
+                self._mapped[m] = t
+            else:
+                self.register_buffer(f"feat_{m}", torch.as_tensor(t.values), persistent=False)
             self.register_buffer(f"mean_{m}", torch.as_tensor(t.mean), persistent=False)
             self.register_buffer(f"std_{m}", torch.as_tensor(t.std), persistent=False)
             self.register_buffer(f"missing_{m}", torch.as_tensor(t.missing), persistent=False)
@@ -102,7 +111,27 @@ class MultiModalEntityRepresentation(nn.Module):
     @property
     def num_entities(self) -> int:
         """Number of entity rows."""
-        return int(self.table(self.modalities[0]).shape[0])
+        m = self.modalities[0]
+        return self._mapped[m].shape[0] if m in self._mapped else int(self.table(m).shape[0])
+
+    @property
+    def mapped(self) -> bool:
+        """Whether some frozen table is read on demand from disk (then only batches are fused in
+        training, and :meth:`inputs` of every entity reads those tables whole)."""
+        return bool(self._mapped)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the representation's parameters and buffers live."""
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def dim(self, m: str) -> int:
+        """Input width of modality ``m``."""
+        if m == "structure":
+            return self.structure.dim  # type: ignore[union-attr]
+        return self._mapped[m].dim if m in self._mapped else int(self.table(m).shape[1])
 
     @property
     def width(self) -> int:
@@ -110,13 +139,23 @@ class MultiModalEntityRepresentation(nn.Module):
         return int(self.encoder.width)
 
     def table(self, m: str) -> torch.Tensor:
-        """The clean table of modality ``m``: the trainable structure table, or a frozen feature table."""
+        """The clean table of modality ``m``: the trainable structure table, or a frozen feature table
+        (a memory-mapped one is read whole: see :meth:`rows`)."""
+        if m in self._mapped:
+            return self.rows(m, torch.arange(self.num_entities))
         return self.structure.weight if m == "structure" else getattr(self, f"feat_{m}")  # type: ignore[union-attr]
+
+    def rows(self, m: str, indices: torch.Tensor) -> torch.Tensor:
+        """Clean rows ``indices`` of the frozen table ``m`` (for a memory-mapped table, only those are read)."""
+        if m in self._mapped:
+            idx = indices.detach().cpu().numpy()
+            return torch.from_numpy(self._mapped[m].rows(idx)).to(self.device)
+        return self.table(m).index_select(0, indices)
 
     def missing(self, m: str) -> torch.Tensor:
         """``[N]`` boolean: entities filled as missing modality ``m`` at load time (never for structure)."""
         if m == "structure":
-            return torch.zeros(self.num_entities, dtype=torch.bool, device=self.table(m).device)
+            return torch.zeros(self.num_entities, dtype=torch.bool, device=self.device)
         return getattr(self, f"missing_{m}")
 
     @contextmanager
@@ -127,8 +166,12 @@ class MultiModalEntityRepresentation(nn.Module):
         noised-table cache are put back on exit (used by :mod:`snagkg.robustness`).
 
         The buffers (or the structure table) are changed in place under ``torch.no_grad()``;
-        nothing on disk is touched. ``mark_missing`` has no effect for ``structure``.
+        nothing on disk is touched. ``mark_missing`` has no effect for ``structure``. A memory-mapped
+        table cannot be overridden (one-line error).
         """
+        if m in self._mapped:
+            from .errors import SnagError
+            raise SnagError(f"the {m} table is memory-mapped (read-only); rerun with --feature-storage memory")
         table = self.table(m)
         rows = torch.as_tensor(rows, dtype=torch.long, device=table.device)
         saved = table.index_select(0, rows).clone()
@@ -152,9 +195,18 @@ class MultiModalEntityRepresentation(nn.Module):
     def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
         """Draw which rows of every modality are noised, and their ``z`` (SPEC section 2)."""
         for m in self.modalities:
-            t = self.table(m)
-            self.noise[m].refresh(t.shape[0], t.shape[1], generator)
+            self.noise[m].refresh(self.num_entities, self.dim(m), generator)
         self._noised.clear()
+        self._structure_stats = None
+
+    def _structure_statistics(self):
+        """``mu, sigma`` of the structure table, computed once per noise draw (``sparse_rows``: a step
+        then never reads the whole table; between draws the table moves by a few steps only)."""
+        if self._structure_stats is None:
+            with torch.no_grad():
+                var, mean = torch.var_mean(self.structure.weight.detach(), dim=0, correction=0)  # type: ignore[union-attr]
+            self._structure_stats = (mean, var.sqrt())
+        return self._structure_stats
 
     def inputs(self, dtype: Optional[torch.dtype] = None,
                indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -173,25 +225,38 @@ class MultiModalEntityRepresentation(nn.Module):
             raise ValueError("this structure source mixes entities (a GAT): fuse the whole table")
         out = {}
         for m in self.modalities:
-            x = self.table(m)
+            x = self.table(m) if m not in self._mapped else None
             if m == "structure":
                 if indices is None:
                     out[m] = self.structure(self.noise[m](x))  # type: ignore[misc]
+                elif self.sparse_rows:  # a sparse gradient: only these rows of the table are updated
+                    rows = nn.functional.embedding(indices, x, sparse=True)
+                    if self.noise[m].active:
+                        mean, std = self._structure_statistics()
+                        rows = self.noise[m].gather_rows(rows, indices, x.shape[0], mean, std)
+                    out[m] = self.structure(rows)  # type: ignore[misc]
                 else:
                     out[m] = self.structure(self.noise[m].gather(x, indices))  # type: ignore[misc]
                 continue
-            y = self._noised.get(m, self.noise[m], x, getattr(self, f"mean_{m}"), getattr(self, f"std_{m}"), dtype)
+            mean, std = getattr(self, f"mean_{m}"), getattr(self, f"std_{m}")
+            if m in self._mapped:  # read only the rows asked for, and noise them alone
+                idx = torch.arange(self.num_entities, device=mean.device) if indices is None else indices
+                y = self.noise[m].gather_rows(self.rows(m, idx), idx, self.num_entities, mean, std)
+                out[m] = y if dtype is None else y.to(dtype)
+                continue
+            y = self._noised.get(m, self.noise[m], x, mean, std, dtype)
             out[m] = y if indices is None else y.index_select(0, indices)
         return out
 
     def _apply(self, fn, *args, **kwargs):
         self._noised.clear()  # cached noised tables belong to the old device/dtype
+        self._structure_stats = None
         return super()._apply(fn, *args, **kwargs)
 
     # -- fusion ---------------------------------------------------------------
     def autocast(self):
         """The context of the representation's precision (autocast to bf16, or nothing for fp32)."""
-        return kernels.autocast(self.table(self.modalities[0]).device, self.precision)
+        return kernels.autocast(self.device, self.precision)
 
     def encode(self, inputs: Dict[str, torch.Tensor], indices: Optional[torch.Tensor] = None) -> Fused:
         """Fuse the rows ``indices`` (all when ``None``) of ``inputs`` (from :meth:`inputs`)."""

@@ -114,22 +114,30 @@ def load_npy(path: Path) -> np.ndarray:
     return arr
 
 
-def load_feature_dir(folder: Path, num_entities: int, seed: int = 0) -> Dict[str, FeatureTable]:
-    """Load every ``<modality>.npy`` (with optional ``<modality>.missing.txt``) in ``folder``."""
+def load_feature_dir(folder: Path, num_entities: int, seed: int = 0, storage: str = "memory") -> Dict[str, FeatureTable]:
+    """Load every ``<modality>.npy`` (with optional ``<modality>.missing.txt``) in ``folder``.
+
+    ``storage``: ``memory`` reads each table whole; ``mmap`` opens it as a
+    :class:`snagkg.mapped.MappedFeatureTable` (read on demand, statistics streamed); ``auto``
+    maps them when together they exceed :data:`snagkg.mapped.AUTO_BYTES`.
+    """
+    from .mapped import open_feature_table, open_map, use_mapped
+
     tables: Dict[str, FeatureTable] = {}
     if not folder.is_dir():
         return tables
-    for npy in sorted(folder.glob("*.npy")):
+    files = [npy for npy in sorted(folder.glob("*.npy")) if not npy.stem.startswith(".")]
+    mapped = use_mapped(storage, files)
+    for npy in files:
         name = npy.stem
-        if name.startswith("."):
-            continue
-        values = load_npy(npy)
+        values = open_map(npy) if mapped else load_npy(npy)
         if values.ndim >= 1 and values.shape[0] != num_entities:
             raise SnagError(
                 f"feature table has {values.shape[0]} rows but the dataset has {num_entities} entities", npy)
         miss_path = folder / f"{name}.missing.txt"
         missing = read_missing_ids(miss_path, num_entities) if miss_path.exists() else None
-        tables[name] = make_table(name, values, missing, seed=seed, source=npy)
+        tables[name] = (open_feature_table(name, npy, missing, seed=seed) if mapped  # type: ignore[assignment]
+                        else make_table(name, values, missing, seed=seed, source=npy))
     return tables
 
 

@@ -224,7 +224,7 @@ class AlignmentTask:
             "task": "alignment",
             "entities": self.pair.num_entities,
             "links_sha1": h.hexdigest()[:16],
-            "modalities": ",".join(f"{m}:{self.model.entities.table(m).shape[1]}" for m in self.modalities),
+            "modalities": ",".join(f"{m}:{self.model.entities.dim(m)}" for m in self.modalities),
             "hidden": self.cfg.encoder.hidden,
             "structure_dim": self.cfg.alignment.structure_dim,
         }

@@ -7,6 +7,8 @@ from ..config import ConfigValueError, RunConfig, Section, register_task
 from ..registry import SCORERS
 
 FUSION_SCOPES = ("auto", "batch", "table")
+FEATURE_STORAGES = ("auto", "memory", "mmap")
+ENTITY_UPDATES = ("auto", "dense", "sparse")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ class CompletionConfig(Section):
     # only those the batch touches (positives and negatives; exact, as the fusion is per entity),
     # "auto" the batch when it touches at most half of the graph
     fusion_scope: str = "auto"
+    # where an OpenKE folder's feature tables live: "memory" (read whole), "mmap" (read on demand
+    # from numpy memory maps, statistics in one streamed pass; training then fuses the batch only)
+    # or "auto" (mmap when the tables together exceed 1 GiB)
+    feature_storage: str = "auto"
+    # how the entity table is updated: "dense" (Adam over every row, every step), "sparse" (sparse
+    # gradients of the rows a batch touches, lazy Adam over those rows only: torch.optim.SparseAdam)
+    # or "auto" (sparse from SPARSE_FROM entities up, where the batch path fuses)
+    entity_updates: str = "auto"
 
     def check(self) -> None:
         """Learning-rate scales and margin positive, temperature not negative, a known scorer."""
@@ -55,6 +65,14 @@ class CompletionConfig(Section):
         if self.fusion_scope not in FUSION_SCOPES:
             raise ConfigValueError(f"completion.fusion_scope must be one of {', '.join(FUSION_SCOPES)}, "
                                    f"got {self.fusion_scope!r}", "completion.fusion_scope")
+        for name, allowed in (("feature_storage", FEATURE_STORAGES), ("entity_updates", ENTITY_UPDATES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigValueError(f"completion.{name} must be one of {', '.join(allowed)}, "
+                                       f"got {getattr(self, name)!r}", f"completion.{name}")
+        if self.fusion_scope == "table" and (self.entity_updates == "sparse" or self.feature_storage == "mmap"):
+            raise ConfigValueError("completion.fusion_scope table fuses every entity each step: it needs dense "
+                                   "entity updates and tables in memory (--entity-updates dense "
+                                   "--feature-storage memory)", "completion.fusion_scope")
         if self.scorer not in SCORERS:
             raise ConfigValueError(f"completion.scorer {self.scorer!r} is not one of {', '.join(SCORERS.names())}",
                                    "completion.scorer")

@@ -20,10 +20,13 @@ from ..errors import SnagError
 from ..heads import LOSSES, fused_kernel
 from ..registry import SCORERS
 from ..representation import EmbeddingStructure, MultiModalEntityRepresentation
+from ..sparse import resolve_entity_updates
 from . import loss as _losses  # noqa: F401  (registers the completion losses)
 
 #: ``fusion_scope: auto`` fuses only the batch's entities when they are at most this share of the graph
 BATCH_FRACTION = 0.5
+#: entities fused at once when every entity's vector is computed from memory-mapped tables
+VECTOR_CHUNK = 1 << 16
 
 
 def bucket(n: int) -> int:
@@ -78,6 +81,13 @@ class CompletionModel(nn.Module):
         self.gate = nn.Parameter(torch.zeros(())) if self.structure_residual and comp.residual_gate else None
         self._fused = fused_kernel(self.interaction, self.loss)
         self.fusion_scope = getattr(comp, "fusion_scope", "auto")
+        # sparse entity-table updates (snagkg.sparse): the batch's structure rows carry a sparse gradient
+        self.sparse = resolve_entity_updates(getattr(comp, "entity_updates", "dense"), num_entities,
+                                             cfg.train.weight_decay, self.fusion_scope)
+        self.entities.sparse_rows = self.sparse
+        if self.fusion_scope == "table" and (self.sparse or self.entities.mapped):
+            raise SnagError("--fusion-scope table fuses every entity each step: it needs dense entity updates "
+                            "and feature tables in memory (--entity-updates dense --feature-storage memory)")
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
@@ -100,7 +110,14 @@ class CompletionModel(nn.Module):
 
     def vectors(self, indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`entity_vectors` of every entity (or only of ``indices``, computed from their rows
-        alone) through the encoder's readout-only path, float32."""
+        alone) through the encoder's readout-only path, float32. With memory-mapped feature tables, or
+        more than four chunks of entities, every entity's vector is computed in chunks of
+        :data:`VECTOR_CHUNK` entities (the encoder's intermediates stay bounded)."""
+        n = self.entities.num_entities
+        if indices is None and (self.entities.mapped or n > 4 * VECTOR_CHUNK):
+            dev = self.entities.device
+            return torch.cat([self.vectors(torch.arange(s, min(n, s + VECTOR_CHUNK), device=dev))
+                              for s in range(0, n, VECTOR_CHUNK)])
         inputs = self.entities.inputs(self.entities.cast_dtype, indices)
         v = self.entities.encode_vectors(inputs, None, self.output_scale)
         v = self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
@@ -116,7 +133,8 @@ class CompletionModel(nn.Module):
             return None
         ids, local = torch.unique(torch.cat([h, t, candidate.reshape(-1)]), return_inverse=True)
         size = bucket(len(ids))
-        if self.fusion_scope == "auto" and size > BATCH_FRACTION * self.entities.num_entities:
+        forced = self.sparse or self.entities.mapped  # the whole-table path would read or update every row
+        if self.fusion_scope == "auto" and size > BATCH_FRACTION * self.entities.num_entities and not forced:
             return None
         return torch.cat([ids, ids[:1].expand(size - len(ids))]), local
 

@@ -32,13 +32,15 @@ __all__ = ["Graph", "KnowledgeGraph", "AlignmentPair", "load_completion_dataset"
 
 
 def load_completion_dataset(spec: str, seed: int = 0, split: Optional[str] = None, columns: Optional[str] = None,
-                            valid_from_train: float = 0.0, split_seed: int = 0) -> KnowledgeGraph:
+                            valid_from_train: float = 0.0, split_seed: int = 0,
+                            feature_storage: str = "memory") -> KnowledgeGraph:
     """``"synthetic"``, an OpenKE-layout folder, or labelled/RDF triples (a file, or a folder of
     train/valid/test files: :mod:`.sources`).
 
     ``split`` (``"0.8,0.1,0.1"``) and ``columns`` (``"h,t,r"``) apply to a single triples file;
     ``valid_from_train`` > 0 replaces the valid split by that share of train (every kind of
-    dataset); ``split_seed`` seeds both. ``seed`` seeds the fill of missing feature rows.
+    dataset); ``split_seed`` seeds both. ``seed`` seeds the fill of missing feature rows;
+    ``feature_storage`` (an OpenKE folder's tables): ``memory``, ``mmap`` or ``auto``.
     """
     if spec == "synthetic" or (Path(spec).is_dir() and is_openke(Path(spec))):
         for option, value in (("--split", split), ("--columns", columns)):
@@ -49,7 +51,7 @@ def load_completion_dataset(spec: str, seed: int = 0, split: Optional[str] = Non
         if spec == "synthetic":
             kg = generate(SyntheticConfig(), seed=0)  # fixed data: run seeds compare on the same graph
         else:
-            kg = read_openke(Path(spec), seed=seed)
+            kg = read_openke(Path(spec), seed=seed, storage=feature_storage)
     else:
         kg = read_source(spec, split=split, columns=columns, seed=split_seed, feature_seed=seed)
     if valid_from_train:

@@ -1,0 +1,166 @@
+"""Large-graph training on one machine: memory-mapped feature tables with streamed statistics,
+and sparse entity-table updates that touch only a batch's rows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import snagkg
+from _fixtures_reliability import run_main
+from snagkg.completion.task import CompletionTask
+from snagkg.datasets import read_openke
+from snagkg.errors import SnagError
+from snagkg.mapped import MappedFeatureTable, open_feature_table, streamed_statistics
+from snagkg.sparse import SplitOptimizer, clip_gradients
+from snagkg.tables import load_feature_dir, make_table
+
+
+def _task(folder, storage="memory", updates="dense", **extra):
+    o = {"dataset": str(folder), "encoder.hidden": 16, "train.negatives": 6, "encoder.dropout": 0.0,
+         "noise.ratio": 0.5, "completion.fusion_scope": "batch", "seed": 3,
+         "completion.feature_storage": storage, "completion.entity_updates": updates}
+    o.update(extra)
+    cfg = snagkg.resolve_config(overrides=o)
+    return CompletionTask(read_openke(folder, storage=storage), cfg)
+
+
+# -- memory-mapped tables -------------------------------------------------------------------------
+def test_streamed_statistics_match_numpy_for_any_chunk():
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal((103, 7)) * 3 + 5).astype(np.float32)
+    missing = rng.random(103) < 0.3
+    real = values[~missing].astype(np.float64)
+    for chunk in (1, 7, 50, 1000):
+        mean, std = streamed_statistics(values, missing, "x", chunk)
+        np.testing.assert_allclose(mean, real.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(std, real.std(0), rtol=1e-5)
+
+
+def test_a_mapped_table_gives_the_rows_of_the_table_in_memory(tiny_dataset):
+    folder = tiny_dataset / "features"
+    memory = load_feature_dir(folder, 300, seed=5, storage="memory")
+    mapped = load_feature_dir(folder, 300, seed=5, storage="mmap")
+    assert set(memory) == set(mapped) == {"image", "text"}
+    for name, table in mapped.items():
+        assert isinstance(table, MappedFeatureTable) and isinstance(table.values, np.memmap)
+        ref = memory[name]
+        assert table.missing.any() and (table.missing == ref.missing).all()
+        np.testing.assert_allclose(table.mean, ref.mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(table.std, ref.std, rtol=1e-5, atol=1e-6)
+        idx = np.array([299, 3, 3, 0, *np.flatnonzero(ref.missing)[:5]])
+        np.testing.assert_allclose(table.rows(idx), ref.values[idx], rtol=1e-5, atol=1e-5)
+
+
+def test_a_nan_row_not_marked_missing_is_a_one_line_error(tmp_path):
+    values = np.ones((6, 3), dtype=np.float32)
+    values[4, 1] = np.nan
+    np.save(tmp_path / "image.npy", values)
+    with pytest.raises(SnagError, match=r"image\.npy.*row 4 \(entity id 4\) contains NaN"):
+        open_feature_table("image", tmp_path / "image.npy", None, chunk=2)
+    missing = np.zeros(6, dtype=bool)
+    missing[4] = True
+    table = open_feature_table("image", tmp_path / "image.npy", missing, chunk=2)
+    assert np.isfinite(table.rows(np.arange(6))).all()
+    ref = make_table("image", values, missing)
+    np.testing.assert_allclose(table.rows(np.arange(6)), ref.values, atol=1e-6)
+
+
+def test_training_on_mapped_tables_gives_the_loss_and_metrics_of_tables_in_memory(tiny_dataset):
+    tasks = {s: _task(tiny_dataset, s) for s in ("memory", "mmap")}
+    assert tasks["mmap"].model.entities.mapped and not tasks["memory"].model.entities.mapped
+    batch = tasks["memory"].train_triples[:32]
+    losses = {}
+    for s, task in tasks.items():
+        task.model.train()
+        task.model.refresh_noise(torch.Generator().manual_seed(1))
+        losses[s] = task.step(batch, torch.Generator().manual_seed(7))
+    assert torch.allclose(losses["mmap"], losses["memory"], rtol=1e-5, atol=1e-6)
+    metrics = {s: task.evaluate("test") for s, task in tasks.items()}
+    assert metrics["mmap"]["mrr"] == pytest.approx(metrics["memory"]["mrr"], abs=1e-4)
+
+
+def test_the_training_step_never_reads_a_mapped_table_whole(tiny_dataset, monkeypatch):
+    task = _task(tiny_dataset, "mmap")
+    task.model.train()
+    task.model.refresh_noise(torch.Generator().manual_seed(1))
+    read = []
+    original = MappedFeatureTable.rows
+    monkeypatch.setattr(MappedFeatureTable, "rows", lambda self, idx: read.append(len(idx)) or original(self, idx))
+    task.step(task.train_triples[:4], torch.Generator().manual_seed(7))
+    assert read and max(read) < 300  # only the batch's entities (4 positives, 6 negatives each)
+
+
+# -- sparse entity updates -------------------------------------------------------------------------
+def test_sparse_updates_give_the_dense_gradient_and_first_step(tiny_dataset):
+    tasks = {u: _task(tiny_dataset, "memory", u, **{"noise.structure_scale": 0.0}) for u in ("dense", "sparse")}
+    assert tasks["sparse"].model.sparse and not tasks["dense"].model.sparse
+    batch = tasks["dense"].train_triples[:16]
+    out = {}
+    for u, task in tasks.items():
+        opt, _ = task.make_optimizer()
+        assert isinstance(opt, SplitOptimizer) == (u == "sparse")
+        task.model.train()
+        task.model.refresh_noise(torch.Generator().manual_seed(1))
+        opt.zero_grad()
+        loss = task.step(batch, torch.Generator().manual_seed(7))
+        loss.backward()
+        weight = task.model.entities.structure.weight
+        assert weight.grad.is_sparse == (u == "sparse")
+        start = weight.detach().clone()
+        grad = weight.grad.to_dense().clone()
+        opt.step()
+        out[u] = (loss.detach(), grad, weight.detach() - start)
+    (l_d, g_d, step_d), (l_s, g_s, step_s) = out["dense"], out["sparse"]
+    assert torch.allclose(l_s, l_d, rtol=1e-6)
+    assert torch.allclose(g_s, g_d, rtol=1e-5, atol=1e-7)
+    # Adam's first step moves only the rows with a gradient, by what lazy Adam moves them (SparseAdam
+    # adds its eps outside the bias correction: the same step wherever the gradient is well above eps)
+    clear = g_d.abs() > 1e-4
+    assert clear.sum() > 100 and torch.allclose(step_s[clear], step_d[clear], rtol=1e-2, atol=0)
+    untouched = g_d.abs().sum(1) == 0
+    assert untouched.any() and not step_s[untouched].any() and not step_d[untouched].any()
+
+
+def test_clip_gradients_takes_sparse_gradients_like_their_dense_copy():
+    a = torch.nn.Parameter(torch.randn(20, 4))
+    b = torch.nn.Parameter(torch.randn(3))
+    idx = torch.tensor([1, 5, 5, 9])
+    (torch.nn.functional.embedding(idx, a, sparse=True).pow(2).sum() * 10 + b.sum()).backward()
+    dense = [a.grad.to_dense().clone(), b.grad.clone()]
+    ref = [torch.nn.Parameter(torch.zeros(20, 4)), torch.nn.Parameter(torch.zeros(3))]
+    ref[0].grad, ref[1].grad = dense
+    norm_ref = torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    norm = clip_gradients([a, b], 1.0)
+    assert float(norm) == pytest.approx(float(norm_ref), rel=1e-5)
+    assert torch.allclose(a.grad.to_dense(), ref[0].grad, atol=1e-6)
+    assert torch.allclose(b.grad, ref[1].grad, atol=1e-6)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+def test_cli_trains_with_mapped_tables_and_sparse_updates_and_resumes_exactly(tiny_dataset, tmp_path, capsys):
+    common = ["train", "--dataset", tiny_dataset, "--epochs", "2", "--batch-size", "128",
+              "--feature-storage", "mmap", "--entity-updates", "sparse", "--hidden", "16",
+              "--eval-every", "1", "--no-progress"]
+    whole = tmp_path / "whole"
+    code, out, err = run_main([*common, "--output", whole], capsys)
+    assert code == 0, err
+    cfg = (whole / "config.yaml").read_text()
+    assert "feature_storage: mmap" in cfg and "entity_updates: sparse" in cfg
+    part = tmp_path / "part"
+    assert run_main([*common, "--output", part, "--epochs", "1"], capsys)[0] == 0
+    code, out, err = run_main([*common, "--output", part, "--resume"], capsys)
+    assert code == 0, err
+    a = json.loads((whole / "results.json").read_text())["test"]
+    b = json.loads((part / "results.json").read_text())["test"]
+    assert a["mrr"] == b["mrr"] and a["mrr"] > 0
+
+
+def test_fusion_scope_table_with_sparse_updates_is_a_one_line_error(tiny_dataset, tmp_path, capsys):
+    code, out, err = run_main(["train", "--dataset", tiny_dataset, "--output", tmp_path / "r", "--epochs", "1",
+                               "--fusion-scope", "table", "--entity-updates", "sparse"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--entity-updates dense" in err
+    assert not (tmp_path / "r").exists()
