@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch
 
 from . import config as config_mod
+from . import distributed
 from . import kernels
 from .alignment import task as _alignment_task  # noqa: F401  (registers the alignment task)
 from .callbacks import NoiseRefresh, TrainingCallback, Validation
@@ -84,50 +85,82 @@ def _remove_stale_temp_files(folder: Path) -> None:
             pass
 
 
-def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
-          progress: Optional[bool] = None, echo: Callable[[str], None] = print) -> Results:
-    """Train ``cfg`` into ``output`` and return the :class:`Results` (also written as ``results.json``)."""
-    folder = Path(output)
-    existing = _check_output(folder, resume, overwrite)
-    if resume:
-        saved = config_mod.load_run_config(folder / "config.yaml")
-        if cfg.train.epochs != saved.train.epochs:  # the only thing a resume may change
-            saved = replace(saved, train=replace(saved.train, epochs=cfg.train.epochs))
-        cfg = replace(saved, device=cfg.device)
-    cfg = _absolute_dataset(cfg)
-    task = build_task(cfg)  # every input error is raised here, before anything is written
-
-    created = not folder.exists()
+def _take_folder(folder: Path, lock: RunLock, created: bool) -> None:
+    """Create ``folder`` and take its lock (a folder created here is removed when the lock is refused)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SnagError(f"cannot create the output folder: {exc.strerror or exc}", folder) from None
-    lock = RunLock(folder)
     try:
         lock.acquire()
     except SnagError:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _write_run_files(folder: Path, cfg: RunConfig, task, resume: bool, overwrite: bool) -> None:
+    """Clear what a killed writer or an overwritten run left, then write the config, dataset summary and ids."""
+    _remove_stale_temp_files(folder)
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            (folder / name).unlink(missing_ok=True)
+    write_text(folder / "config.yaml", config_mod.dump(cfg))
+    write_json(folder / "dataset.json", task.dataset_info())
+    if hasattr(task, "kg"):  # completion: the ids every later command reloads (entities.tsv, relations.tsv)
+        from .datasets.named import write_id_tables
+        write_id_tables(task.kg, folder)
+
+
+def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
+          progress: Optional[bool] = None, echo: Callable[[str], None] = print) -> Results:
+    """Train ``cfg`` into ``output`` and return the :class:`Results` (also written as ``results.json``).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls it: data-parallel completion training
+    (:mod:`snagkg.distributed`). Rank 0 alone writes ``output``, holds its lock and echoes; the
+    other ranks wait for it where they read what it wrote; every rank returns the same results.
+    """
+    distributed.check_task(cfg.task)
+    device = distributed.setup(cfg.device)  # None when alone
     try:
-        existing = _check_output(folder, resume, overwrite)  # again, now that no one else can write here
+        return _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device))
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, progress: Optional[bool],
+           echo: Callable[[str], None], device: Optional[str]) -> Results:
+    """:func:`train` in this process (alone, or one rank of several on ``device``)."""
+    folder = Path(output)
+    main = distributed.is_main()
+    if not main:  # rank 0 alone reports
+        echo, progress = (lambda s: None), False
+    existing = distributed.on_main(lambda: _check_output(folder, resume, overwrite))
+    if resume:
+        saved = config_mod.load_run_config(folder / "config.yaml")
+        if cfg.train.epochs != saved.train.epochs:  # the only thing a resume may change
+            saved = replace(saved, train=replace(saved.train, epochs=cfg.train.epochs))
+        cfg = replace(saved, device=cfg.device)
+        distributed.check_task(cfg.task)
+    cfg = _absolute_dataset(cfg)
+    task = build_task(cfg, device=device)  # every input error is raised here, before anything is written
+
+    created = main and not folder.exists()
+    lock = RunLock(folder)
+    distributed.on_main(lambda: _take_folder(folder, lock, created))
+    try:
+        # again, now that no one else can write here
+        existing = distributed.on_main(lambda: _check_output(folder, resume, overwrite))
         t = cfg.train
         optimizer, scheduler = task.make_optimizer()
         trainer = Trainer(task, folder, epochs=t.epochs, seed=cfg.seed,
                           callbacks=standard_callbacks(task, cfg, scheduler), grad_clip=t.grad_clip,
                           checkpoint_every=t.checkpoint_every, progress=progress, log=echo,
                           optimizer=(optimizer, scheduler))
-        if existing and resume:
+        if existing and resume:  # every rank loads rank 0's checkpoint
             trainer.resume()  # a checkpoint of another dataset/config fails here, before anything is written
-        _remove_stale_temp_files(folder)
-        if overwrite and not resume:
-            for name in RUN_FILES:
-                (folder / name).unlink(missing_ok=True)
-        write_text(folder / "config.yaml", config_mod.dump(cfg))
-        write_json(folder / "dataset.json", task.dataset_info())
-        if hasattr(task, "kg"):  # completion: the ids every later command reloads (entities.tsv, relations.tsv)
-            from .datasets.named import write_id_tables
-            write_id_tables(task.kg, folder)
+        distributed.on_main(lambda: _write_run_files(folder, cfg, task, resume, overwrite))
+        distributed.broadcast_parameters(task.model)
         for note in task.kg.notes if hasattr(task, "kg") else []:
             echo(note)
         slow = kernels.precision_warning(cfg.precision, task.device)
@@ -139,6 +172,7 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
         prior = sum(trainer.state.epoch_seconds)
         state = trainer.fit()
         train_seconds = prior + (time.perf_counter() - t0)
+        distributed.barrier()  # rank 0 has written best.pt
         load_best(task, folder)
         valid = task.evaluate("valid")
         test = task.evaluate("test")
@@ -148,7 +182,7 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
             parameters=task.model.parameter_count(), dataset=task.dataset_info(), config=cfg.to_dict(),
             stopped_early=state.stopped_early, extra={"device": str(task.device), "torch": torch.__version__},
         )
-        results.save(folder / "results.json")
+        distributed.on_main(lambda: results.save(folder / "results.json"))
         return results
     except BaseException:
         if created and not (folder / CHECKPOINT).exists():  # nothing worth keeping (or resuming) yet

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import torch
 
+from . import distributed
 from .callbacks import TrainingCallback
 from .errors import SnagError
 from .io import save_torch, write_text
@@ -150,7 +151,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------
     def save_checkpoint(self) -> None:
-        """Write ``checkpoint.pt`` (model, optimiser, scheduler, state) and ``metrics.jsonl`` atomically."""
+        """Write ``checkpoint.pt`` (model, optimiser, scheduler, state) and ``metrics.jsonl`` atomically
+        (rank 0 only when data-parallel)."""
+        if not distributed.is_main():
+            return
         save_torch(self.folder / CHECKPOINT, {
             "kind": "snagkg-checkpoint",
             "model": self.task.model.state_dict(),
@@ -162,7 +166,9 @@ class Trainer:
         write_text(self.folder / LOG, "".join(json.dumps(h) + "\n" for h in self.state.history))
 
     def save_best(self) -> None:
-        """Write the current model as ``best.pt``."""
+        """Write the current model as ``best.pt`` (rank 0 only when data-parallel)."""
+        if not distributed.is_main():
+            return
         save_torch(self.folder / BEST, {
             "kind": "snagkg-model",
             "model": self.task.model.state_dict(),
@@ -212,9 +218,10 @@ class Trainer:
                 cb.on_batch_start(self, epoch, i, len(batches), gen)
             self.optimizer.zero_grad(set_to_none=True)
             loss = task.step(batch, gen)
+            loss.backward()
+            loss = distributed.sync_gradients(task.model, loss)  # data-parallel: mean gradients and loss
             if not torch.isfinite(loss):
                 raise self._diverged(epoch, f"the loss is {float(loss.detach())}")
-            loss.backward()
             if self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip)
             self.optimizer.step()

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..datasets.graph import KnowledgeGraph
 from ..devices import select_device
@@ -81,11 +82,19 @@ class CompletionTask:
         return list(self.train_triples[perm].split(self.cfg.train.batch_size))
 
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The loss of one batch of triples against negatives sampled with ``generator``."""
+        """The loss of one batch of triples against negatives sampled with ``generator``.
+
+        Data-parallel (:mod:`snagkg.distributed`): the negatives of the whole global ``batch`` are drawn
+        on every rank (the generators stay in step), each rank keeps its rows ``rank::world`` and scales
+        its loss by ``local * world / global``, so the ranks' mean gradient is the global batch's."""
         # candidate [B, K]: the entity that replaces the head (corrupt_head) or the tail
         candidate, corrupt_head, mask = self.sampler.sample_candidates(batch, generator)
+        (batch, candidate, corrupt_head, mask), scale = distributed.shard_rows(batch, candidate, corrupt_head, mask)
         dev = self.device
-        return self.model.sampled_loss(batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev))
+        if len(batch) == 0:  # a last batch smaller than the world: this rank has no rows
+            return torch.zeros((), device=dev, requires_grad=True)
+        loss = self.model.sampled_loss(batch.to(dev), candidate.to(dev), corrupt_head.to(dev), mask.to(dev))
+        return loss if scale == 1.0 else loss * scale
 
     # -- evaluation --------------------------------------------------------
     @torch.no_grad()
@@ -100,9 +109,10 @@ class CompletionTask:
         triples = torch.from_numpy(self.kg.split(split)).long()
         if limit:
             triples = triples[:limit]
+        triples = distributed.split_rows(triples)  # data-parallel: each rank ranks its slice, metrics combined
         vecs = self.entity_vectors()
-        return evaluate_ranking(vecs, self.model.interaction, triples, self.filters, ties or self.cfg.ties,
-                                progress=progress)
+        return distributed.combine_metrics(evaluate_ranking(vecs, self.model.interaction, triples, self.filters,
+                                                            ties or self.cfg.ties, progress=progress))
 
     def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
                 top: int = 10, include_known: bool = False):
