@@ -6,6 +6,13 @@ known true triples (train, valid and test). All entity vectors are fused once,
 queries are scored in chunks against the whole table, and filters come from a
 precomputed CSR index: no Python loop over triples or entities.
 
+Memory: each chunk of queries keeps its ``[chunk, N]`` distances (and, eagerly, their
+``[chunk, block, k]`` temporaries, the entities taken in blocks) within
+:func:`snagkg.kernels.ranking_budget`, so a million entities rank in bounded memory; the
+progress bar (tqdm, stderr) counts queries against their total and shows an ETA.
+``candidates=K`` ranks against ``K`` sampled filtered candidates instead
+(:mod:`snagkg.sampled`; the metrics then carry ``"sampled": K``).
+
 Ties are resolved by the shared core (:mod:`snagkg.ranking`): ``realistic`` (default)
 or ``optimistic``. Metric keys: ``mrr``, ``mr``, ``hits@1/3/10`` average both directions;
 ``tail_*`` rank the true tail of ``(h, r, ?)``, ``head_*`` the true head of ``(?, r, t)``.
@@ -19,6 +26,7 @@ import torch
 
 from . import kernels
 from .ranking import check_ties, summarize, tie_aware_rank
+from .sampled import sampled_ranks
 
 METRIC_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 
@@ -94,6 +102,19 @@ def counts_from_distances(dist: torch.Tensor, true: torch.Tensor,
     return _counts(dist_t, true_d, true, filt_rows, filt_cols, compiled=compiled)
 
 
+def bounded_pairwise(scorer, q: torch.Tensor, table: torch.Tensor, compiled: bool, budget: int) -> torch.Tensor:
+    """``scorer.pairwise(q, table)``: ``[B, N]`` distances. The compiled kernel writes only those; the
+    eager one takes the entities in blocks whose ``[B, block, k]`` temporaries fit in ``budget`` bytes
+    (also when compilation failed after the chunk was sized for it)."""
+    n_ent, width = table.shape
+    if compiled and kernels.use_compiled(n_ent, width):
+        return scorer.pairwise(q, table, True)
+    block = max(1, budget // max(1, q.shape[0] * 12 * max(1, width // 2)))
+    if block >= n_ent:
+        return scorer.pairwise(q, table, False)
+    return torch.cat([scorer.pairwise(q, table[s:s + block], False) for s in range(0, n_ent, block)], dim=1)
+
+
 @torch.no_grad()
 def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, filters: FilterIndex,
                  ties: str = "realistic", chunk: Optional[int] = None,
@@ -103,7 +124,8 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
     compiled = kernels.use_compiled(n_ent, width)
-    chunk = chunk or kernels.chunk_size(n_ent, width, compiled, device=device)
+    budget = kernels.ranking_budget(device)
+    chunk = chunk or kernels.chunk_size(n_ent, width, compiled, budget_bytes=budget, device=device)
     triples = triples.long()
     out = []
     bar = None
@@ -127,7 +149,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
                 q = query_rows(entity_vectors, u_anchor, u_rel, predict_tail, compiled)
             else:
                 q = scorer.query(entity_vectors[u_anchor], u_rel, predict_tail)
-            dist_t = scorer.pairwise(q, entity_vectors, compiled).t()  # [N, queries]
+            dist_t = bounded_pairwise(scorer, q, entity_vectors, compiled, budget).t()  # [N, queries]
             sel = order[bounds[i]:bounds[i + 1]]  # the triples asking these queries, grouped by query
             cols = inv[sel] - start
             # The first triple of each query is ranked on the distances as they are (its column is the
@@ -152,17 +174,30 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
 
 
 def evaluate_ranking(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, filters: FilterIndex,
-                     ties: str = "realistic", chunk: Optional[int] = None, progress: bool = False) -> Dict[str, float]:
+                     ties: str = "realistic", chunk: Optional[int] = None, progress: bool = False,
+                     candidates: int = 0, seed: int = 0) -> Dict[str, float]:
     """Metrics (``mrr``, ``mr``, ``hits@1/3/10``; ``tail_*`` and ``head_*`` per direction) plus
     ``count``, ranking ``seconds`` and ``compile_seconds`` (the kernels' compilation or cache load
-    in this call, not counted in ``seconds``)."""
+    in this call, not counted in ``seconds``).
+
+    ``candidates=0``: full filtered ranking against every entity. ``candidates=K > 0``: against ``K``
+    filtered candidates sampled per query with ``seed`` (:func:`snagkg.sampled.sampled_ranks`), and
+    the metrics carry ``"sampled": K``."""
+    if candidates < 0:
+        raise ValueError(f"candidates must not be negative, got {candidates}")
     t0, c0 = time.perf_counter(), kernels.compile_seconds()
-    ranks = rank_triples(entity_vectors, scorer, triples, filters, ties, chunk, progress)
+    if candidates:
+        ranks = sampled_ranks(entity_vectors, scorer, triples, filters, candidates, ties, seed=seed, chunk=chunk,
+                              progress=progress)
+    else:
+        ranks = rank_triples(entity_vectors, scorer, triples, filters, ties, chunk, progress)
     n = len(triples)
     metrics: Dict[str, float] = summarize(ranks)
     metrics.update(summarize(ranks[:n], prefix="tail_"))
     metrics.update(summarize(ranks[n:], prefix="head_"))
     metrics["count"] = int(len(triples))
+    if candidates:
+        metrics["sampled"] = int(candidates)
     compile_seconds = kernels.compile_seconds() - c0
     metrics["seconds"] = round(time.perf_counter() - t0 - compile_seconds, 4)
     metrics["compile_seconds"] = round(compile_seconds, 4)

@@ -92,6 +92,9 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),
+    Flag("train.eval_candidates", "rank validation and the final valid/test metrics against N sampled filtered "
+         "candidates per query instead of every entity (results carry \"sampled\": N; 0: every entity)", int,
+         tasks=COMPLETION),
     Flag("encoder.hidden", "width of the encoder (and of the RotatE entity vectors)", int),
     Flag("encoder.readout", "graph, mean, attention_weighted or global_weighted"),
     Flag("modalities", "comma-separated, e.g. structure,image,text"),

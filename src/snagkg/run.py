@@ -174,8 +174,9 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         train_seconds = prior + (time.perf_counter() - t0)
         distributed.barrier()  # rank 0 has written best.pt
         load_best(task, folder)
-        valid = task.evaluate("valid")
-        test = task.evaluate("test")
+        sampled = {"candidates": t.eval_candidates} if cfg.task == "completion" and t.eval_candidates else {}
+        valid = task.evaluate("valid", **sampled)
+        test = task.evaluate("test", **sampled)
         results = Results(
             valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
             train_seconds=round(train_seconds, 3), epoch_seconds=round(trainer.median_epoch_seconds(), 4),
@@ -221,16 +222,26 @@ def load_run(run: PathLike, device: Optional[str] = None):
 
 
 def evaluate(run: PathLike, split: str = "test", ties: Optional[str] = None, limit: int = 0,
-             device: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
-    """Evaluate the best model of a run on ``split``; returns metrics with ranking ``seconds``."""
+             device: Optional[str] = None, progress: bool = False, candidates: int = 0) -> Dict[str, Any]:
+    """Evaluate the best model of a run on ``split``; returns metrics with ranking ``seconds``.
+
+    ``candidates=K > 0`` (completion only): rank against ``K`` sampled filtered candidates per
+    query, seeded by the run's seed; the metrics carry ``"sampled": K``."""
     if split not in ("valid", "test"):
         raise SnagError(f"split must be 'valid' or 'test', got {split!r}")
     if ties is not None and ties not in ("realistic", "optimistic"):
         raise SnagError(f"ties must be 'realistic' or 'optimistic', got {ties!r}")
     if limit < 0:
         raise SnagError(f"--limit must not be negative, got {limit}")
+    if candidates < 0:
+        raise SnagError(f"--candidates must not be negative, got {candidates}")
+    if candidates and Path(run).is_dir():  # before the run's dataset is read
+        kind = config_mod.load_run_config(Path(run) / "config.yaml").task
+        if kind != "completion":
+            raise SnagError(f"--candidates applies to completion only, not {kind}", run)
     task = load_run(run, device=device)
-    metrics = task.evaluate(split, ties=ties, limit=limit, progress=progress)
+    metrics = task.evaluate(split, ties=ties, limit=limit, progress=progress,
+                            **({"candidates": candidates} if candidates else {}))
     metrics["split"] = split
     metrics["ties"] = ties or task.cfg.ties
     return metrics

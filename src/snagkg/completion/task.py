@@ -104,15 +104,18 @@ class CompletionTask:
         return self.model.vectors()
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
-                 progress: bool = False) -> Dict[str, float]:
-        """Filtered ranking metrics on ``split`` (the first ``limit`` triples when ``limit``)."""
+                 progress: bool = False, candidates: int = 0) -> Dict[str, float]:
+        """Filtered ranking metrics on ``split`` (the first ``limit`` triples when ``limit``); against
+        ``candidates`` sampled candidates per query (seeded by the run's seed) when it is positive."""
         triples = torch.from_numpy(self.kg.split(split)).long()
         if limit:
             triples = triples[:limit]
-        triples = distributed.split_rows(triples)  # data-parallel: each rank ranks its slice, metrics combined
+        if not candidates:  # data-parallel: each rank ranks its slice, the metrics are combined (sampled: all)
+            triples = distributed.split_rows(triples)
         vecs = self.entity_vectors()
-        return distributed.combine_metrics(evaluate_ranking(vecs, self.model.interaction, triples, self.filters,
-                                                            ties or self.cfg.ties, progress=progress))
+        metrics = evaluate_ranking(vecs, self.model.interaction, triples, self.filters, ties or self.cfg.ties,
+                                   progress=progress, candidates=candidates, seed=self.cfg.seed)
+        return metrics if candidates else distributed.combine_metrics(metrics)
 
     def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
                 top: int = 10, include_known: bool = False):
@@ -127,8 +130,9 @@ class CompletionTask:
         return score_triples(self, rows)
 
     def validate(self) -> Dict[str, float]:
-        """Validation metrics (``train.eval_limit`` triples at most), rounded for the log."""
-        m = self.evaluate("valid", limit=self.cfg.train.eval_limit)
+        """Validation metrics (``train.eval_limit`` triples at most; against ``train.eval_candidates`` sampled
+        candidates when set), rounded for the log."""
+        m = self.evaluate("valid", limit=self.cfg.train.eval_limit, candidates=self.cfg.train.eval_candidates)
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in m.items()}
 
     def fingerprint(self) -> Dict[str, Any]:
