@@ -89,6 +89,10 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
          negatable=True),
     Flag("completion.fusion_scope", "which entities a training step fuses: auto (default), batch (only those "
          "the batch touches) or table (all)", choices=("auto", "batch", "table"), tasks=COMPLETION),
+    Flag("completion.feature_storage", "feature tables of an OpenKE folder: auto (default; mmap above 1 GiB), "
+         "memory or mmap (numpy memory maps, read on demand)", choices=("auto", "memory", "mmap"), tasks=COMPLETION),
+    Flag("completion.entity_updates", "entity table updates: auto (default), dense (Adam, every row) or sparse "
+         "(only the rows a batch touches)", choices=("auto", "dense", "sparse"), tasks=COMPLETION),
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),

@@ -25,6 +25,7 @@ from . import distributed
 from .callbacks import TrainingCallback
 from .errors import SnagError
 from .io import save_torch, write_text
+from .sparse import clip_gradients
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -223,7 +224,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise self._diverged(epoch, f"the loss is {float(loss.detach())}")
             if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(task.model.parameters(), self.grad_clip)
+                clip_gradients(task.model.parameters(), self.grad_clip)  # sparse entity-table gradients too
             self.optimizer.step()
             losses.append(float(loss.detach()))
             if bar is not None:

@@ -20,6 +20,7 @@ from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
 from ..kernels import fused_optimizer
 from ..registry import TASKS
+from ..sparse import split_optimizer
 from .model import CompletionModel
 from .sampler import BernoulliNegativeSampler
 
@@ -69,7 +70,12 @@ class CompletionTask:
                       {"params": [p for p in params if p is not table and id(p) not in encoder],
                        "lr": lr * comp.relation_lr_scale}]
             params = [g for g in params if g["params"]]
-        opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=self.cfg.train.weight_decay)
+        wd = self.cfg.train.weight_decay
+        if m.sparse:  # SparseAdam for the entity table's sparse gradients, fused Adam for the rest
+            groups = params if isinstance(params[0], dict) else [{"params": params, "lr": lr}]
+            return split_optimizer(groups, m.entities.structure.weight,
+                                   lambda rest: fused_optimizer(torch.optim.Adam, rest, lr=lr, weight_decay=wd)), None
+        opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=wd)
         return opt, None
 
     def callbacks(self, scheduler) -> list:
@@ -144,7 +150,7 @@ class CompletionTask:
             "entities": kg.num_entities,
             "relations": kg.num_relations,
             "train_sha1": digest,
-            "modalities": ",".join(f"{m}:{self.model.entities.table(m).shape[1]}" for m in self.modalities),
+            "modalities": ",".join(f"{m}:{self.model.entities.dim(m)}" for m in self.modalities),
             "hidden": self.cfg.encoder.hidden,
             "readout": self.cfg.encoder.readout,
             **({} if self.cfg.encoder.fusion else {"fusion": False}),
