@@ -102,6 +102,9 @@ def read_name_id_lines(path: Path, with_count: bool,
                        id_first: bool = False) -> Tuple[List[str], np.ndarray, np.ndarray]:
     """:func:`read_name_ids` plus the 1-based line number of every record."""
     path = Path(path)
+    fast = _fast_name_ids(path, with_count, id_first)
+    if fast is not None:
+        return fast
     lines = split_count(read_lines(path), path, with_count)
     names: List[str] = []
     ids: List[int] = []
@@ -147,6 +150,9 @@ def read_int_rows(
     for none). Returns the ``[n, columns]`` array and the line number of each row.
     """
     path = Path(path)
+    fast = _fast_int_rows(path, columns, with_count, limits)
+    if fast is not None:
+        return fast
     lines = split_count(read_lines(path), path, with_count)
     rows = np.empty((len(lines), columns), dtype=np.int64)
     numbers = np.empty(len(lines), dtype=np.int64)
@@ -162,3 +168,114 @@ def read_int_rows(
             rows[i, j] = value
         numbers[i] = number
     return rows, numbers
+
+
+# Fast paths: whole-file parsing for well-formed files (millions of lines). Each returns
+# None whenever anything looks unusual; the strict per-line readers above then run and
+# report the exact problem (file and line), so both paths give the same results and errors.
+
+_MAX_DIGITS = 18  # any run of at most 18 digits fits in int64
+
+
+def _read_raw(path: Path) -> Optional[bytes]:
+    """The file's bytes without a UTF-8 byte order mark (``None`` if it cannot be read)."""
+    try:
+        raw = path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None
+    if raw is not None and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return raw
+
+
+def _fast_count(header: bytes) -> Optional[int]:
+    """The value of a count line that is one plain ASCII number (else ``None``)."""
+    token = header.strip(b" \t\r\n")
+    if not token or not token.isdigit() or len(token) > _MAX_DIGITS:
+        return None
+    return int(token)
+
+
+def _fast_int_rows(path: Path, columns: int, with_count: bool,
+                   limits: Sequence[Tuple[str, int]]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_int_rows` of a file of ASCII digits, blanks and newlines in one ``np.loadtxt`` call."""
+    import io
+    import warnings
+
+    raw = _read_raw(path)
+    if raw is None:
+        return None
+    rest = raw.translate(None, b"0123456789 \t\n")  # what is neither a digit nor a separator
+    if rest.strip(b"\r") or raw.count(b"\r") != raw.count(b"\r\n"):
+        return None
+    end = _content_end(raw)
+    start = 0
+    if with_count:
+        start = raw.find(b"\n") + 1
+        count = _fast_count(raw[:start] if start else raw)
+        if not start or count is None or start > end:
+            return None
+    body_lines = raw.count(b"\n", start, end) + 1 if end > start else 0
+    if body_lines == 0 or (with_count and count != body_lines):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            rows = np.loadtxt(io.BytesIO(raw), dtype=np.int64, comments=None, ndmin=2,
+                              skiprows=1 if with_count else 0)
+    except (ValueError, OverflowError, UserWarning):
+        return None
+    if rows.shape != (body_lines, columns):  # a blank line inside, or other widths
+        return None
+    for j, (_, bound) in enumerate(limits[:columns]):
+        if bound >= 0 and rows.size and int(rows[:, j].max()) >= bound:
+            return None
+    first = 2 if with_count else 1
+    return rows, np.arange(first, first + body_lines, dtype=np.int64)
+
+
+def _content_end(raw: bytes) -> int:
+    """Length of ``raw`` without its trailing blanks and newlines (no copy of the whole file)."""
+    end = len(raw)
+    while end > 0:
+        tail = raw[max(0, end - 4096):end]
+        kept = len(tail.rstrip(b" \t\r\n"))
+        if kept:
+            return end - len(tail) + kept
+        end -= len(tail)
+    return 0
+
+
+def _fast_name_ids(path: Path, with_count: bool,
+                   id_first: bool) -> Optional[Tuple[List[str], np.ndarray, np.ndarray]]:
+    """:func:`read_name_id_lines` of a file of ``name<TAB>id`` (or ``id<TAB>name``) lines."""
+    raw = _read_raw(path)
+    if raw is None or b"\r" in raw:
+        return None
+    try:
+        lines = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if with_count:
+        if not lines or _fast_count(lines[0].encode()) != len(lines) - 1:
+            return None
+        lines = lines[1:]
+    if not lines:
+        return None
+    parts = "\t".join(lines).split("\t")
+    if len(parts) != 2 * len(lines):
+        return None
+    names, tokens = (parts[1::2], parts[0::2]) if id_first else (parts[0::2], parts[1::2])
+    digits = "".join(tokens)
+    if (min(map(len, tokens)) == 0 or max(map(len, tokens)) > _MAX_DIGITS
+            or not (digits.isascii() and digits.isdigit())):
+        return None
+    if min(map(len, names)) == 0 or not all(map(str.__eq__, names, map(str.strip, names))):
+        return None
+    ids = np.fromiter(map(int, tokens), dtype=np.int64, count=len(tokens))
+    if len(set(names)) != len(names) or (np.diff(np.sort(ids)) == 0).any():  # sort: faster than np.unique
+        return None
+    first = 2 if with_count else 1
+    return names, ids, np.arange(first, first + len(names), dtype=np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import SnagError
 from ..lines import read_int_rows, read_name_id_lines
 from ..tables import load_feature_dir
-from .graph import KnowledgeGraph, clean_valid, unseen_entity_note
+from .graph import KnowledgeGraph, clean_valid, triple_keys, unseen_entity_note
 
 RESERVED_MODALITIES = ("structure",)
 
@@ -24,12 +24,34 @@ def _dense_names(path: Path) -> List[str]:
     """Read a ``name id`` table whose ids must be exactly ``0..n-1`` (unique, so a permutation)."""
     names, ids, numbers = read_name_id_lines(path, with_count=True)
     n = len(names)
-    out: List[str] = [""] * n
-    for name, ident, number in zip(names, ids.tolist(), numbers.tolist()):
-        if ident >= n:
-            raise SnagError(f"id {ident} is out of range: the {n} ids must be 0..{n - 1}", path, number)
-        out[ident] = name
-    return out
+    bad = np.flatnonzero(ids >= n)
+    if bad.size:
+        first = int(bad[0])
+        raise SnagError(f"id {int(ids[first])} is out of range: the {n} ids must be 0..{n - 1}", path,
+                        int(numbers[first]))
+    if np.array_equal(ids, np.arange(n)):
+        return names
+    return np.asarray(names, dtype=object)[np.argsort(ids)].tolist()
+
+
+def _valid_is_clean(valid: np.ndarray, others: Tuple[np.ndarray, ...], n_ent: int, n_rel: int) -> bool:
+    """Whether ``valid`` has no duplicate and no triple of ``others`` (sort and binary search)."""
+    keys = np.sort(triple_keys(valid, n_ent, n_rel))
+    if (np.diff(keys) == 0).any():
+        return False
+    for other in others:
+        ref = np.sort(triple_keys(other, n_ent, n_rel))  # sorted needles and haystack: cache-friendly
+        if len(ref) and (ref[np.minimum(np.searchsorted(ref, keys), len(ref) - 1)] == keys).any():
+            return False
+    return True
+
+
+def _all_seen(train: np.ndarray, split: np.ndarray, n_ent: int) -> bool:
+    """Whether every entity of ``split`` appears in ``train`` (then there is nothing to warn about)."""
+    seen = np.zeros(n_ent, dtype=bool)
+    seen[train[:, 0]] = True
+    seen[train[:, 2]] = True
+    return bool(seen[split[:, 0]].all() and seen[split[:, 2]].all())
 
 
 def is_openke(folder: Path) -> bool:
@@ -37,8 +59,9 @@ def is_openke(folder: Path) -> bool:
     return (Path(folder) / "entity2id.txt").exists()
 
 
-def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
-    """Read the OpenKE-layout ``folder`` (``features``: also its ``features/`` tables)."""
+def read_openke(folder, seed: int = 0, features: bool = True, storage: str = "memory") -> KnowledgeGraph:
+    """Read the OpenKE-layout ``folder`` (``features``: also its ``features/`` tables, kept in memory
+    or memory-mapped as ``storage`` says: :func:`snagkg.tables.load_feature_dir`)."""
     folder = Path(folder)
     if not folder.exists():
         raise SnagError("dataset folder not found", folder)
@@ -58,21 +81,24 @@ def read_openke(folder, seed: int = 0, features: bool = True) -> KnowledgeGraph:
         splits[split] = rows[:, [0, 2, 1]].copy()  # (h, t, r) -> (h, r, t)
 
     notes: List[str] = []
-    valid, note = clean_valid(splits["valid"], splits["train"], splits["test"], n_ent, n_rel)
+    if _valid_is_clean(splits["valid"], (splits["train"], splits["test"]), n_ent, n_rel):
+        valid, note = splits["valid"], None  # what clean_valid returns then, without its slower np.isin
+    else:
+        valid, note = clean_valid(splits["valid"], splits["train"], splits["test"], n_ent, n_rel)
     if note:
         notes.append(note)
     if len(valid) == 0:
         raise SnagError("the valid split is empty after removing duplicates and triples in train/test",
                         folder / "valid2id.txt")
     for name, arr in (("valid", valid), ("test", splits["test"])):
-        warn = unseen_entity_note(splits["train"], arr, name)
+        warn = None if _all_seen(splits["train"], arr, n_ent) else unseen_entity_note(splits["train"], arr, name)
         if warn:
             notes.append(warn)
     for reserved in RESERVED_MODALITIES if features else ():
         if (folder / "features" / f"{reserved}.npy").exists():  # checked before any table is read
             raise SnagError(f"'{reserved}' is a reserved modality name (learned, not loaded)",
                             folder / "features" / f"{reserved}.npy")
-    tables = load_feature_dir(folder / "features", n_ent, seed=seed) if features else {}
+    tables = load_feature_dir(folder / "features", n_ent, seed=seed, storage=storage) if features else {}
     return KnowledgeGraph(
         name=folder.name, entities=entities, relations=relations,
         train=splits["train"], valid=valid, test=splits["test"], features=tables, notes=notes,
