@@ -15,6 +15,7 @@ from . import __version__
 from . import convert as convert_cli
 from .alignment import cli as alignment_cli
 from .configio import flatten as _flatten
+from .datasets.synthetic_stream import register as register_synthetic
 from .errors import SnagError
 from .features import cli as features_cli
 from .flags import TRAIN_FLAGS
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_use(sub)  # predict, export, weights
     register_report(sub)
     register_robustness(sub)
+    register_synthetic(sub)
     return p
 
 
