@@ -107,7 +107,7 @@ def bounded_pairwise(scorer, q: torch.Tensor, table: torch.Tensor, compiled: boo
     eager one takes the entities in blocks whose ``[B, block, k]`` temporaries fit in ``budget`` bytes
     (also when compilation failed after the chunk was sized for it)."""
     n_ent, width = table.shape
-    if compiled and kernels.use_compiled(n_ent, width):
+    if compiled and kernels.pairwise_available():
         return scorer.pairwise(q, table, True)
     block = max(1, budget // max(1, q.shape[0] * 12 * max(1, width // 2)))
     if block >= n_ent:
@@ -123,7 +123,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     check_ties(ties)
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
-    compiled = kernels.use_compiled(n_ent, width)
+    compiled = kernels.use_compiled(n_ent, width, queries=2 * len(triples))
     budget = kernels.ranking_budget(device)
     chunk = chunk or kernels.chunk_size(n_ent, width, compiled, budget_bytes=budget, device=device)
     triples = triples.long()
