@@ -17,7 +17,7 @@ import torch
 from .errors import SnagError
 
 #: ``entity_updates: auto`` uses sparse updates for graphs of at least this many entities
-SPARSE_FROM = 100_000
+SPARSE_FROM = 200_000
 
 
 def resolve_entity_updates(choice: str, num_entities: int, weight_decay: float, fusion_scope: str) -> bool:
