@@ -93,6 +93,11 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
          "memory or mmap (numpy memory maps, read on demand)", choices=("auto", "memory", "mmap"), tasks=COMPLETION),
     Flag("completion.entity_updates", "entity table updates: auto (default), dense (Adam, every row) or sparse "
          "(only the rows a batch touches)", choices=("auto", "dense", "sparse"), tasks=COMPLETION),
+    Flag("completion.negatives_scheme", "training negatives: per_triple (default; K entities drawn per "
+         "positive) or shared (one draw of K entities per chunk of --shared-chunk positives, PyTorch-BigGraph)",
+         choices=("per_triple", "shared"), tasks=COMPLETION),
+    Flag("completion.shared_chunk", "with --negatives-scheme shared: positives that share one draw of "
+         "negatives (default 64)", int, tasks=COMPLETION),
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),

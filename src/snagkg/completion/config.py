@@ -9,6 +9,7 @@ from ..registry import SCORERS
 FUSION_SCOPES = ("auto", "batch", "table")
 FEATURE_STORAGES = ("auto", "memory", "mmap")
 ENTITY_UPDATES = ("auto", "dense", "sparse")
+NEGATIVE_SCHEMES = ("per_triple", "shared")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class CompletionConfig(Section):
     # gradients of the rows a batch touches, lazy Adam over those rows only: torch.optim.SparseAdam)
     # or "auto" (sparse from SPARSE_FROM entities up, where the batch path fuses)
     entity_updates: str = "auto"
+    # how training negatives are drawn: "per_triple" (train.negatives entities for each positive) or
+    # "shared" (PyTorch-BigGraph: one draw of train.negatives entities per chunk of shared_chunk
+    # positives, used by each of them on its Bernoulli side, filtered per pair as per_triple), so a
+    # batch touches about 2B + (B / shared_chunk) K entities instead of 2B + B K
+    negatives_scheme: str = "per_triple"
+    # positives per shared draw with negatives_scheme: shared
+    shared_chunk: int = 64
 
     def check(self) -> None:
         """Learning-rate scales and margin positive, temperature not negative, a known scorer."""
@@ -69,6 +77,12 @@ class CompletionConfig(Section):
             if getattr(self, name) not in allowed:
                 raise ConfigValueError(f"completion.{name} must be one of {', '.join(allowed)}, "
                                        f"got {getattr(self, name)!r}", f"completion.{name}")
+        if self.negatives_scheme not in NEGATIVE_SCHEMES:
+            raise ConfigValueError(f"completion.negatives_scheme must be one of {', '.join(NEGATIVE_SCHEMES)}, "
+                                   f"got {self.negatives_scheme!r}", "completion.negatives_scheme")
+        if self.shared_chunk < 1:
+            raise ConfigValueError(f"completion.shared_chunk must be at least 1, got {self.shared_chunk}",
+                                   "completion.shared_chunk")
         if self.fusion_scope == "table" and (self.entity_updates == "sparse" or self.feature_storage == "mmap"):
             raise ConfigValueError("completion.fusion_scope table fuses every entity each step: it needs dense "
                                    "entity updates and tables in memory (--entity-updates dense "

@@ -5,6 +5,8 @@ from typing import Tuple
 
 import torch
 
+from .config import NEGATIVE_SCHEMES
+
 
 class TripleIndex:
     """Membership test for a set of ``(h, r, t)`` triples via sorted int64 keys."""
@@ -103,3 +105,44 @@ class BernoulliNegativeSampler:
             mask = ~index.contains_keys((heads * index.n_rel + r) * index.n_ent + tails)
         head_side = heads != h
         return torch.where(head_side, heads, tails), head_side, mask
+
+
+class SharedNegativeSampler(BernoulliNegativeSampler):
+    """PyTorch-BigGraph's shared negatives: the positives of a batch are cut into chunks of ``chunk``
+    (in batch order, the last one shorter) and every positive of a chunk is corrupted with the SAME
+    ``num_negatives`` uniformly drawn entities.
+
+    Each ``(positive, negative)`` pair still replaces the head or the tail by the relation's Bernoulli
+    choice, and the filtered mask is computed per pair exactly as in :class:`BernoulliNegativeSampler`,
+    so :meth:`sample` and :meth:`sample_candidates` return the same shapes; only the entity draw is
+    shared. A batch of ``B`` positives then touches at most ``2B + ceil(B / chunk) * K`` distinct
+    entities instead of ``2B + B * K``, which keeps the batch fusion path small.
+    """
+
+    def __init__(self, train: torch.Tensor, num_entities: int, num_relations: int,
+                 num_negatives: int = 32, filtered: bool = True, chunk: int = 64):
+        super().__init__(train, num_entities, num_relations, num_negatives, filtered)
+        if chunk < 1:
+            raise ValueError(f"shared negatives need a chunk of at least 1 positive, got {chunk}")
+        self.chunk = int(chunk)
+
+    def _draw(self, batch: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        b, k = batch.shape[0], self.num_negatives
+        corrupt_head = torch.rand(b, k, generator=generator) < self.head_prob[batch[:, 1]].unsqueeze(1)
+        chunks = -(-b // self.chunk)
+        shared = torch.randint(0, self.num_entities, (chunks, k), generator=generator)
+        # row i takes the draw of chunk i // chunk (a gather, no copy per chunk in Python)
+        random_ent = shared[torch.arange(b) // self.chunk]
+        return corrupt_head, random_ent
+
+
+def make_sampler(train: torch.Tensor, num_entities: int, num_relations: int, num_negatives: int,
+                 filtered: bool, scheme: str = "per_triple", chunk: int = 64) -> BernoulliNegativeSampler:
+    """The training sampler of ``completion.negatives_scheme``: ``per_triple`` (K entities drawn for each
+    positive: :class:`BernoulliNegativeSampler`) or ``shared`` (K per chunk of ``chunk`` positives:
+    :class:`SharedNegativeSampler`)."""
+    if scheme == "per_triple":
+        return BernoulliNegativeSampler(train, num_entities, num_relations, num_negatives, filtered)
+    if scheme == "shared":
+        return SharedNegativeSampler(train, num_entities, num_relations, num_negatives, filtered, chunk)
+    raise ValueError(f"unknown negatives scheme {scheme!r} (expected one of {', '.join(NEGATIVE_SCHEMES)})")

@@ -22,7 +22,7 @@ from ..kernels import fused_optimizer
 from ..registry import TASKS
 from ..sparse import split_optimizer
 from .model import CompletionModel
-from .sampler import BernoulliNegativeSampler
+from .sampler import make_sampler
 
 
 def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
@@ -51,8 +51,9 @@ class CompletionTask:
         torch.manual_seed(cfg.seed)  # parameter initialisation
         self.model = CompletionModel(kg.num_entities, kg.num_relations, kg.features, self.modalities, cfg).to(self.device)
         self.train_triples = torch.from_numpy(kg.train).long()
-        self.sampler = BernoulliNegativeSampler(self.train_triples, kg.num_entities, kg.num_relations,
-                                                cfg.train.negatives, cfg.completion.filter_negatives)
+        comp = cfg.completion  # negatives per positive (per_triple) or per chunk of positives (shared)
+        self.sampler = make_sampler(self.train_triples, kg.num_entities, kg.num_relations, cfg.train.negatives,
+                                    comp.filter_negatives, comp.negatives_scheme, comp.shared_chunk)
         self.filters = FilterIndex(torch.from_numpy(kg.all_triples()), kg.num_entities, kg.num_relations)
 
     # -- training ----------------------------------------------------------
