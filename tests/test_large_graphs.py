@@ -164,3 +164,13 @@ def test_fusion_scope_table_with_sparse_updates_is_a_one_line_error(tiny_dataset
                                "--fusion-scope", "table", "--entity-updates", "sparse"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--entity-updates dense" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_overriding_rows_of_a_mapped_table_reads_it_into_memory_and_restores_it(tiny_dataset):
+    ent = _task(tiny_dataset, "mmap").model.entities
+    before = ent.rows("image", torch.arange(300)).clone()
+    rows = torch.tensor([2, 7])
+    with ent.overridden_rows("image", rows, torch.zeros(2, before.shape[1]), mark_missing=True):
+        assert "image" not in ent._mapped  # now a buffer
+        assert not ent.table("image")[rows].any() and ent.missing("image")[rows].all()
+    assert torch.equal(ent.table("image"), before)

@@ -167,11 +167,12 @@ class MultiModalEntityRepresentation(nn.Module):
 
         The buffers (or the structure table) are changed in place under ``torch.no_grad()``;
         nothing on disk is touched. ``mark_missing`` has no effect for ``structure``. A memory-mapped
-        table cannot be overridden (one-line error).
+        table is first read into memory (once; the map itself is read-only).
         """
         if m in self._mapped:
-            from .errors import SnagError
-            raise SnagError(f"the {m} table is memory-mapped (read-only); rerun with --feature-storage memory")
+            t = self._mapped.pop(m)
+            self.register_buffer(f"feat_{m}", torch.from_numpy(t.rows(torch.arange(t.shape[0]).numpy())).to(self.device),
+                                 persistent=False)
         table = self.table(m)
         rows = torch.as_tensor(rows, dtype=torch.long, device=table.device)
         saved = table.index_select(0, rows).clone()
