@@ -53,7 +53,7 @@ class CompletionConfig(Section):
     # batch touches about 2B + (B / shared_chunk) K entities instead of 2B + B K
     negatives_scheme: str = "per_triple"
     # positives per shared draw with negatives_scheme: shared (64: with batch 1024 and 32 negatives the
-    # draws add 512 entities to the positives' 2048; chunk 16 was 1.2-1.5x slower an epoch on 15k
+    # draws add 512 entities to the positives' 2048; chunk 16 was 1.1-1.7x slower an epoch on 2k-15k
     # entities, chunk 256 at most 1.2x faster with 4x fewer distinct negatives: bench_negatives.py)
     shared_chunk: int = 64
 
