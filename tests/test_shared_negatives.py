@@ -117,7 +117,8 @@ def test_a_batch_touches_about_2b_plus_chunks_times_k_entities():
 
 
 def test_config_rejects_an_unknown_scheme_and_a_bad_chunk():
-    with pytest.raises(SnagError, match="--negatives-scheme: completion.negatives_scheme must be one of per_triple, shared"):
+    with pytest.raises(SnagError, match="--negatives-scheme: completion.negatives_scheme must be one of "
+                                        "per_triple, shared"):
         snagkg.resolve_config(overrides={"completion.negatives_scheme": "pbg"})
     with pytest.raises(SnagError, match="--shared-chunk: completion.shared_chunk must be at least 1"):
         snagkg.resolve_config(overrides={"completion.shared_chunk": 0})
