@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .errors import SnagError
-from .tables import modality_seed
+from .tables import check_table, missing_fill
 
 #: ``feature_storage: auto`` maps a dataset's tables when together they exceed this many bytes
 AUTO_BYTES = 1 << 30
@@ -100,6 +100,10 @@ class MappedFeatureTable:
 
     mapped = True
 
+    def __post_init__(self) -> None:
+        #: ids of the missing rows, sorted: row ``missing_ids[j]`` holds ``fill[j]``
+        self.missing_ids = np.flatnonzero(self.missing)
+
     @property
     def dim(self) -> int:
         """The table's width ``D``."""
@@ -123,44 +127,19 @@ class MappedFeatureTable:
         out[order] = self.values[indices[order]]
         miss = self.missing[indices]
         if miss.any():
-            slot = np.searchsorted(self._missing_ids, indices[miss])
+            slot = np.searchsorted(self.missing_ids, indices[miss])
             out[miss] = self.fill[slot]
         return out
 
-    @property
-    def _missing_ids(self) -> np.ndarray:
-        ids = getattr(self, "_ids", None)
-        if ids is None:
-            ids = self._ids = np.flatnonzero(self.missing)
-        return ids
-
-    def to_memory(self):
-        """The same table read whole into a :class:`snagkg.tables.FeatureTable`."""
-        from .tables import FeatureTable
-        return FeatureTable(self.name, self.rows(np.arange(self.shape[0])), self.missing.copy(), self.mean, self.std)
-
 
 def open_feature_table(name: str, path: Path, missing: Optional[np.ndarray], seed: int = 0,
-                       chunk: int = CHUNK_ROWS) -> MappedFeatureTable:
-    """Open ``path`` as a :class:`MappedFeatureTable` (the checks of :func:`snagkg.tables.make_table`,
-    streamed)."""
-    values = open_map(path)
-    if values.dtype.kind != "f":
-        raise SnagError(f"feature dtype {values.dtype} is not a floating-point type", path)
-    if values.ndim != 2:
-        raise SnagError(f"feature table must be 2-D (entities x width), got shape {values.shape}", path)
-    if values.shape[1] == 0:
-        raise SnagError("feature table has zero width", path)
-    n = values.shape[0]
-    missing = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool).copy()
-    if missing.shape != (n,):
-        raise SnagError(f"missing mask has shape {missing.shape}, expected ({n},)", path)
+                       chunk: int = CHUNK_ROWS, values: Optional[np.ndarray] = None) -> MappedFeatureTable:
+    """Open ``path`` (or take its map ``values``, already opened by :func:`open_map`) as a
+    :class:`MappedFeatureTable`: the checks of :func:`snagkg.tables.make_table`, streamed."""
+    values = open_map(path) if values is None else values
+    missing = check_table(values, missing, path)
     mean, std = streamed_statistics(values, missing, path, chunk)
-    n_missing = int(missing.sum())
-    fill = np.zeros((0, values.shape[1]), dtype=np.float32)
-    if n_missing:  # the draw of make_table: same generator, same order
-        rng = np.random.default_rng(modality_seed(seed, name))
-        fill = rng.standard_normal((n_missing, values.shape[1])).astype(np.float32) * std + mean
+    fill = missing_fill(name, seed, int(missing.sum()), mean, std)  # the draw of make_table
     return MappedFeatureTable(name=name, values=values, missing=missing, mean=mean, std=std, fill=fill)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -171,7 +172,7 @@ class MultiModalEntityRepresentation(nn.Module):
         """
         if m in self._mapped:
             t = self._mapped.pop(m)
-            self.register_buffer(f"feat_{m}", torch.from_numpy(t.rows(torch.arange(t.shape[0]).numpy())).to(self.device),
+            self.register_buffer(f"feat_{m}", torch.from_numpy(t.rows(np.arange(t.shape[0]))).to(self.device),
                                  persistent=False)
         table = self.table(m)
         rows = torch.as_tensor(rows, dtype=torch.long, device=table.device)

@@ -48,11 +48,9 @@ def modality_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**32)
 
 
-def make_table(name: str, values: np.ndarray, missing: Optional[np.ndarray], seed: int = 0,
-               source: Optional[Path] = None) -> FeatureTable:
-    """Validate ``values`` and fill the missing rows; returns a :class:`FeatureTable`."""
-    where = source if source is not None else f"<{name} features>"
-    values = np.asarray(values)
+def check_table(values: np.ndarray, missing: Optional[np.ndarray], where: object) -> np.ndarray:
+    """Check a table's dtype and shape and its missing mask's shape (one-line errors naming ``where``);
+    returns the mask as a fresh boolean array (all false when ``missing`` is ``None``)."""
     if values.dtype.kind != "f":
         raise SnagError(f"feature dtype {values.dtype} is not a floating-point type", where)
     if values.ndim != 2:
@@ -63,6 +61,22 @@ def make_table(name: str, values: np.ndarray, missing: Optional[np.ndarray], see
     missing = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool).copy()
     if missing.shape != (n,):
         raise SnagError(f"missing mask has shape {missing.shape}, expected ({n},)", where)
+    return missing
+
+
+def missing_fill(name: str, seed: int, count: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The values of a modality's ``count`` missing rows, in id order: draws from ``N(mean, std)``
+    seeded by ``(seed, name)``, the same whether the table is in memory or memory-mapped."""
+    rng = np.random.default_rng(modality_seed(seed, name))
+    return rng.standard_normal((count, len(mean))).astype(np.float32) * std + mean
+
+
+def make_table(name: str, values: np.ndarray, missing: Optional[np.ndarray], seed: int = 0,
+               source: Optional[Path] = None) -> FeatureTable:
+    """Validate ``values`` and fill the missing rows; returns a :class:`FeatureTable`."""
+    where = source if source is not None else f"<{name} features>"
+    values = np.asarray(values)
+    missing = check_table(values, missing, where)
     values = values.astype(np.float32, copy=True)
     finite = np.isfinite(values).all(axis=1)
     bad = np.flatnonzero(~finite & ~missing)
@@ -76,9 +90,7 @@ def make_table(name: str, values: np.ndarray, missing: Optional[np.ndarray], see
     mean = values[real].mean(axis=0)
     std = values[real].std(axis=0)
     if missing.any():
-        rng = np.random.default_rng(modality_seed(seed, name))
-        draw = rng.standard_normal((int(missing.sum()), values.shape[1])).astype(np.float32)
-        values[missing] = draw * std + mean
+        values[missing] = missing_fill(name, seed, int(missing.sum()), mean, std)
     return FeatureTable(name=name, values=values, missing=missing, mean=mean.astype(np.float32),
                         std=std.astype(np.float32))
 
@@ -136,7 +148,8 @@ def load_feature_dir(folder: Path, num_entities: int, seed: int = 0, storage: st
                 f"feature table has {values.shape[0]} rows but the dataset has {num_entities} entities", npy)
         miss_path = folder / f"{name}.missing.txt"
         missing = read_missing_ids(miss_path, num_entities) if miss_path.exists() else None
-        tables[name] = (open_feature_table(name, npy, missing, seed=seed) if mapped  # type: ignore[assignment]
+        tables[name] = (open_feature_table(name, npy, missing, seed=seed, values=values)  # type: ignore[assignment]
+                        if mapped
                         else make_table(name, values, missing, seed=seed, source=npy))
     return tables
 
