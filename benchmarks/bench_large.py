@@ -29,6 +29,47 @@ import time
 import common
 
 
+def build(dataset: str, preset: str, sets):
+    """``(cfg, task, load seconds)`` for ``dataset`` with ``preset`` and ``key=value`` overrides (YAML values)."""
+    import yaml
+
+    import snagkg
+    from snagkg.run import build_task
+
+    overrides = {"dataset": dataset, "seed": 1}
+    for item in sets:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    cfg = snagkg.resolve_config(preset=preset, overrides=overrides)
+    t0 = time.perf_counter()
+    task = build_task(cfg)
+    return cfg, task, time.perf_counter() - t0
+
+
+def time_steps(task, cfg, steps: int, warmup: int):
+    """``(median seconds, timed steps, last loss)`` of ``warmup + steps`` whole optimiser steps on random
+    training batches after one noise draw, the first ``warmup`` untimed."""
+    import torch
+
+    from snagkg.callbacks import NoiseRefresh
+
+    opt, _ = task.make_optimizer()
+    task.model.train()
+    NoiseRefresh(task.model.entities).on_epoch_start(None, 1, torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(2)
+    perm = torch.randperm(len(task.train_triples), generator=gen)[: (steps + warmup) * cfg.train.batch_size]
+    times = []
+    for i, batch in enumerate(task.train_triples[perm].split(cfg.train.batch_size)):
+        s = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = task.step(batch, gen)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - s)
+    return statistics.median(times), len(times), float(loss.detach())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset")
@@ -42,39 +83,10 @@ def main() -> None:
     args = ap.parse_args()
 
     common.set_threads(args.threads)
-    import torch
-    import yaml
-
-    import snagkg
-    from snagkg.callbacks import NoiseRefresh
-    from snagkg.run import build_task
-
-    overrides = {"dataset": args.dataset, "seed": 1}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
-    cfg = snagkg.resolve_config(preset="synthetic", overrides=overrides)
-    t0 = time.perf_counter()
-    task = build_task(cfg)
-    load = time.perf_counter() - t0
-    opt, _ = task.make_optimizer()
+    cfg, task, load = build(args.dataset, "synthetic", args.set)
     model = task.model
-    model.train()
-    NoiseRefresh(model.entities).on_epoch_start(None, 1, torch.Generator().manual_seed(1))
-    gen = torch.Generator().manual_seed(2)
+    step, timed, loss = time_steps(task, cfg, args.steps, args.warmup)
     n_train = len(task.train_triples)
-    perm = torch.randperm(n_train, generator=gen)[: (args.steps + args.warmup) * cfg.train.batch_size]
-    batches = task.train_triples[perm].split(cfg.train.batch_size)
-    times = []
-    for i, batch in enumerate(batches):
-        s = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = task.step(batch, gen)
-        loss.backward()
-        opt.step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - s)
-    step = statistics.median(times)
     steps = math.ceil(n_train / cfg.train.batch_size)
     n_test = len(task.kg.test)
     full = task.evaluate("test", limit=args.eval_limit)
@@ -82,13 +94,13 @@ def main() -> None:
     row = {
         "dataset": args.dataset, "entities": task.kg.num_entities, "train triples": n_train,
         "test triples": n_test, "sparse updates": bool(model.sparse), "mapped tables": model.entities.mapped,
-        "load s": round(load, 2), "s/step": round(step, 4), "steps timed": len(times), "steps/epoch": steps,
+        "load s": round(load, 2), "s/step": round(step, 4), "steps timed": timed, "steps/epoch": steps,
         "s/epoch": round(step * steps, 1), "s per 1k triples": round(1000 * step * steps / n_train, 4),
         "eval full s (measured)": full["seconds"], "eval full triples": full["count"],
         "eval full s": round(full["seconds"] * n_test / max(1, full["count"]), 1),
         "eval sampled s": round(sampled["seconds"] * n_test / max(1, sampled["count"]), 1),
         "sampled": args.candidates, "compile s": round(full.get("compile_seconds", 0.0), 2),
-        "loss": round(float(loss), 4),
+        "loss": round(loss, 4),
         "peak RSS MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "overrides": args.set, "env": common.environment(),
     }

@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_negatives.py /work/data/DB15K --preset db15k-cpu --set precision=fp32 \\
         --set modalities=[structure,text,relation] --set completion.negatives_scheme=shared
 
-As :mod:`bench_large` (whose timing loop this copies) for one dataset and one configuration: ``s/step`` is
+As :mod:`bench_large` (whose set-up and timing loop this uses) for one dataset and one configuration: ``s/step`` is
 the median of ``--steps`` timed training steps after ``--warmup`` untimed ones, each a whole optimiser
 step (sampling, fusion, loss, backward, update), and ``s/epoch`` that times the steps of an epoch.
 ``touched``: the mean number of distinct entities a batch touches (positives' heads and tails and every
@@ -19,9 +19,9 @@ import argparse
 import json
 import math
 import statistics
-import time
 
 import common
+from bench_large import build, time_steps
 
 
 def main() -> None:
@@ -36,29 +36,10 @@ def main() -> None:
 
     common.set_threads(args.threads)
     import torch
-    import yaml
 
-    import snagkg
-    from snagkg.callbacks import NoiseRefresh
-    from snagkg.run import build_task
-
-    overrides = {"dataset": args.dataset, "seed": 1}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
-    cfg = snagkg.resolve_config(preset=args.preset, overrides=overrides)
-    t0 = time.perf_counter()
-    task = build_task(cfg)
-    load = time.perf_counter() - t0
-    opt, _ = task.make_optimizer()
+    cfg, task, load = build(args.dataset, args.preset, args.set)
     model = task.model
-    model.train()
-    NoiseRefresh(model.entities).on_epoch_start(None, 1, torch.Generator().manual_seed(1))
-    gen = torch.Generator().manual_seed(2)
-    n_train = len(task.train_triples)
-    perm = torch.randperm(n_train, generator=gen)[: (args.steps + args.warmup) * cfg.train.batch_size]
-    batches = task.train_triples[perm].split(cfg.train.batch_size)
-    times, touched, batch_path = [], [], []
+    touched, batch_path = [], []
     sample = task.sampler.sample_candidates
 
     def counting(batch, generator):  # the step's own draw, counted on the side
@@ -69,24 +50,17 @@ def main() -> None:
         return out
 
     task.sampler.sample_candidates = counting
-    for i, batch in enumerate(batches):
-        s = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = task.step(batch, gen)
-        loss.backward()
-        opt.step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - s)
-    step = statistics.median(times)
+    step, timed, loss = time_steps(task, cfg, args.steps, args.warmup)
+    n_train = len(task.train_triples)
     steps = math.ceil(n_train / cfg.train.batch_size)
     comp = cfg.completion
     print(json.dumps({
         "dataset": args.dataset, "preset": args.preset, "entities": task.kg.num_entities, "train triples": n_train,
         "scheme": comp.negatives_scheme, "chunk": comp.shared_chunk if comp.negatives_scheme == "shared" else None,
         "batch": cfg.train.batch_size, "negatives": cfg.train.negatives, "load s": round(load, 2),
-        "s/step": round(step, 4), "steps timed": len(times), "steps/epoch": steps, "s/epoch": round(step * steps, 1),
+        "s/step": round(step, 4), "steps timed": timed, "steps/epoch": steps, "s/epoch": round(step * steps, 1),
         "touched": round(statistics.mean(touched)), "batch path": round(statistics.mean(batch_path), 2),
-        "loss": round(loss.item(), 4), "overrides": args.set, "env": common.environment(),
+        "loss": round(loss, 4), "overrides": args.set, "env": common.environment(),
     }))
 
 
