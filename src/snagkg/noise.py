@@ -173,8 +173,8 @@ class ModalityNoise(nn.Module):
         rows = x.index_select(0, indices)
         if not self.active:
             return rows
-        mean, std = self._statistics(x, mean, std)
-        return self.gather_rows(rows, indices, x.shape[0], mean, std)
+        mean, std = self._statistics(x, mean, std)  # checks that the draw fits x
+        return self._blend_rows(rows, indices, x.shape[0], mean, std)
 
     def gather_rows(self, rows: torch.Tensor, indices: torch.Tensor, num_rows: int, mean: torch.Tensor,
                     std: torch.Tensor) -> torch.Tensor:
@@ -185,6 +185,10 @@ class ModalityNoise(nn.Module):
             return rows
         if self.z.shape[-1] != rows.shape[-1] or (self.rows.numel() and int(self.rows.max()) >= num_rows):
             raise RuntimeError("ModalityNoise: call refresh(num_rows, width) for this table first")
+        return self._blend_rows(rows, indices, num_rows, mean, std)
+
+    def _blend_rows(self, rows: torch.Tensor, indices: torch.Tensor, num_rows: int, mean: torch.Tensor,
+                    std: torch.Tensor) -> torch.Tensor:
         dev = rows.device
         if self._slot is None or self._slot.numel() != num_rows or self._slot.device != dev:
             slot = torch.full((num_rows,), -1, dtype=torch.long, device=dev)
