@@ -34,7 +34,6 @@ def _env(**extra: str) -> dict:
     return env
 
 
-@pytest.mark.slow  # rank 1 once aborted at exit ("terminate called without an active exception") under heavy load; see the issue note
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not in the venv")
 def test_torchrun_two_ranks_match_one_process(tmp_path):
     """The must-show: `torchrun --nproc-per-node 2 -m snagkg train` writes one run (rank 0 alone) whose

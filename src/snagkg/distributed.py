@@ -124,9 +124,19 @@ def setup(device: str = "auto") -> Optional[torch.device]:
     return dev
 
 
-def teardown() -> None:
-    """Leave the process group (a no-op when not in one)."""
+def teardown(wait: bool = False) -> None:
+    """Leave the process group (a no-op when not in one).
+
+    ``wait=True`` (a rank that finished its work normally) first waits at a barrier for the
+    other ranks, so that no rank closes its connections while another is still using them (a
+    rank whose peer vanished mid-exchange can be aborted by gloo's worker threads at exit).
+    After an error the barrier is skipped: the other ranks may be gone, and the timeout on
+    the process group would only delay the error.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            with _guard("waiting for the other ranks to finish"):
+                dist.barrier()
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
     _state["device"] = None

@@ -123,9 +123,12 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
     distributed.check_task(cfg.task)
     device = distributed.setup(cfg.device)  # None when alone
     try:
-        return _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device))
-    finally:
+        results = _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device))
+    except BaseException:
         distributed.teardown()
+        raise
+    distributed.teardown(wait=True)
+    return results
 
 
 def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, progress: Optional[bool],
