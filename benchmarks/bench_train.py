@@ -1,15 +1,21 @@
-"""Training epochs on DB15K: snagkg and PyKEEN side by side, in one process.
+"""Training epochs on DB15K (or another OpenKE graph): snagkg and PyKEEN side by side, in one process.
 
     .venv/bin/python benchmarks/bench_train.py                 # 3 rounds, 2 threads
     .venv/bin/python benchmarks/bench_train.py --rounds 5 --configs structure
+    .venv/bin/python benchmarks/bench_train.py --preset db15k-cpu --configs rotate,snag,snag-shared
+    .venv/bin/python benchmarks/bench_train.py --source ../shared/data/mkgc/MKG-W --dataset-dir /tmp/bench_mkgw \
+        --preset mkg-w-cpu --modalities structure,relation --configs rotate,snag,snag-shared
 
 Same settings for both: RotatE with 128 complex dimensions (snagkg hidden 256),
 self-adversarial (NSSA) loss with margin 12 and adversarial temperature 2,
 32 Bernoulli negatives per positive filtered against train, batch 1024, Adam
 lr 1e-4, 2 torch threads. snagkg runs preset ``db15k`` structure-only
 (``--modalities structure``) and the full SNAG with three modalities
-(structure + relation-context features + a random 384-wide "text" table); ``rotate``
-(``--no-fusion``) is snagkg's plain RotatE, the same model as PyKEEN's (up to L1/L2).
+(structure + relation-context features + a random 384-wide "text" table; ``--modalities``
+changes the list); ``rotate`` (``--no-fusion``) is snagkg's plain RotatE, the same model as
+PyKEEN's (up to L1/L2); ``snag-shared`` is ``snag`` with ``--negatives-scheme shared``.
+``--preset`` picks the snagkg model (default ``db15k``; ``db15k-cpu`` is the gated plug-in);
+every config runs in fp32 unless its name ends in ``-bf16``, whatever the preset says.
 
 Each round times one epoch of every system back to back (PyKEEN, then each
 snagkg config), so a change in machine load hits all of them; the table
@@ -31,16 +37,18 @@ from pathlib import Path
 import common
 
 
-def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, device: str = "cpu", **overrides):
+def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, device: str = "cpu",
+                   preset: str = "db15k", **overrides):
     import snagkg
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
     from snagkg.run import standard_callbacks
     from snagkg.training import Trainer
 
-    cfg = snagkg.resolve_config(preset="db15k", overrides={
+    cfg = snagkg.resolve_config(preset=preset, overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
-        "device": device, "seed": seed, **overrides})
+        "device": device, "seed": seed, "precision": "fp32", "train.batch_size": 1024, "train.negatives": 32,
+        **overrides})
     task = CompletionTask(read_openke(dataset), cfg)
     optimizer, scheduler = task.make_optimizer()
     return Trainer(task, folder, epochs=10_000, seed=seed, callbacks=standard_callbacks(task, cfg, scheduler),
@@ -88,12 +96,16 @@ class PyKEENRun:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset-dir", default="/tmp/bench_db15k", help="private copy of DB15K (created)")
+    ap.add_argument("--dataset-dir", default="/tmp/bench_db15k", help="private copy of the graph (created)")
+    ap.add_argument("--source", default=str(common.SHARED_DB15K), help="the OpenKE folder linked into --dataset-dir")
+    ap.add_argument("--preset", default="db15k", help="snagkg preset of every snagkg config")
+    ap.add_argument("--modalities", default="structure,relation,text",
+                    help="modalities of the snag configs (text: a random 384-wide table, relation: counts)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default="structure,snag",
-                    help="snagkg configs: structure, snag (the SNAG encoder), rotate (--no-fusion: plain RotatE), "
-                         "and each with -bf16 (--precision bf16)")
+                    help="snagkg configs: structure, snag (the SNAG encoder), snag-shared (with shared negatives), "
+                         "rotate (--no-fusion: plain RotatE), and each with -bf16 (--precision bf16)")
     ap.add_argument("--skip-pykeen", action="store_true")
     ap.add_argument("--pykeen-sampler", default="bernoulli", help="PyKEEN negative sampler (bernoulli, basic)")
     ap.add_argument("--pykeen-unfiltered", action="store_true", help="do not filter PyKEEN's negatives")
@@ -103,11 +115,15 @@ def main() -> None:
     dev = common.check_device(args.device)
 
     common.set_threads(args.threads)
-    configs = {"structure": (["structure"], {}), "snag": (["structure", "relation", "text"], {}),
-               "rotate": (["structure"], {"encoder.fusion": False})}
+    mods = [m for m in args.modalities.split(",") if m]
+    configs = {"structure": (["structure"], {}), "snag": (mods, {}),
+               "snag-shared": (mods, {"completion.negatives_scheme": "shared"}),
+               "rotate": (["structure"], {"encoder.fusion": False, "completion.structure_residual": False,
+                                          "completion.residual_gate": False})}
     configs.update({f"{k}-bf16": (v[0], {**v[1], "precision": "bf16"}) for k, v in configs.items()})
     chosen = [c for c in args.configs.split(",") if c]
-    dataset = common.prepare_dataset(Path(args.dataset_dir), features=("relation", "text"))
+    dataset = common.prepare_dataset(Path(args.dataset_dir), source=Path(args.source),
+                                     features=[m for m in ("relation", "text") if m in mods])
     from snagkg.datasets import read_openke
     kg = read_openke(dataset, features=False)
 
@@ -120,8 +136,9 @@ def main() -> None:
                                                   filtered=not args.pykeen_unfiltered, p=args.pykeen_norm,
                                                   device=dev)
     for c in chosen:
-        mods, overrides = configs[c]
-        systems[f"snagkg {c} ({'+'.join(mods)})"] = snagkg_trainer(dataset, mods, tmp / c, device=dev, **overrides)
+        cmods, overrides = configs[c]
+        systems[f"snagkg {c} ({'+'.join(cmods)})"] = snagkg_trainer(dataset, cmods, tmp / c, device=dev,
+                                                                   preset=args.preset, **overrides)
 
     def one_epoch(name, sys_):
         if isinstance(sys_, PyKEENRun):
@@ -158,7 +175,7 @@ def main() -> None:
         rows.append(row)
     cols = ["system", "first epoch s", "median epoch s", "epochs s"] + (
         ["ratio of medians", "median per-round ratio"] if ref else [])
-    print(f"\nDB15K, one training epoch ({len(kg.train)} triples, batch 1024, 32 negatives), "
+    print(f"\n{Path(args.source).name} ({args.preset}), one training epoch ({len(kg.train)} triples, batch 1024, 32 negatives), "
           f"{args.rounds} rounds, on {dev}; {common.environment()}")
     print(common.table(rows, cols))
     gpu = common.cuda_peak_mb(dev)

@@ -32,12 +32,14 @@ def set_threads(n: int) -> None:
 
 
 def prepare_dataset(folder: Path, source: Path = SHARED_DB15K, features: Sequence[str] = ()) -> Path:
-    """Link ``source``'s OpenKE files into ``folder`` and build the requested feature tables there.
+    """Link ``source``'s OpenKE files (and its ``features/`` tables) into ``folder`` and build the
+    requested feature tables that are still missing there.
 
     ``relation``: ``snagkg features relations`` (relation-context counts from train);
     ``text``: a random 384-wide table imported with ``snagkg features import`` (timing
     only: it has the shape of all-MiniLM-L6-v2 name embeddings, not their content).
     """
+    source = Path(source).resolve()  # the links must not depend on where ``folder`` is
     if not source.is_dir():
         raise SystemExit(f"benchmark data not found: {source} (the benchmarks need ../shared/data)")
     folder = Path(folder)
@@ -48,6 +50,11 @@ def prepare_dataset(folder: Path, source: Path = SHARED_DB15K, features: Sequenc
             link.symlink_to(source / name)
     from snagkg.cli import main as snagkg_main
     feats = folder / "features"
+    if (source / "features").is_dir():  # the source's own tables (e.g. `snagkg synthetic`'s image and text)
+        feats.mkdir(exist_ok=True)
+        for table in (source / "features").iterdir():
+            if not (feats / table.name).exists():
+                (feats / table.name).symlink_to(table.resolve())
     if "relation" in features and not (feats / "relation.npy").exists():
         if snagkg_main(["features", "relations", "--dataset", str(folder)]) != 0:
             raise SystemExit("snagkg features relations failed")
