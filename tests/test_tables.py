@@ -96,7 +96,16 @@ def test_alignment_row(tmp_path, capsys):
     assert (row["H@1"], row["H@10"], row["MRR"]) == ("75.07", "93.26", "0.816")
     assert (row["RL H@1"], row["RL MRR"], row["valid H@1"]) == ("75.40", "0.817", "96.2")
     assert row["epochs (best)"] == "60 (45), cap" and row["seed"] == "0"
-    assert row["command"] == "`snagkg train --dataset zh_en --preset dbp15k-cpu --modalities structure,relation,char`"
+    assert row["command"] == "`snagkg train --dataset zh_en --preset dbp15k-cpu`"  # the preset's own modalities
+
+
+def test_alignment_row_names_other_modalities(tmp_path, capsys):
+    cfg = snagkg.resolve_config(preset="dbp15k-cpu", overrides={"dataset": "/d/zh_en", "modalities": "structure"})
+    run = make_run(tmp_path / "zh_en", cfg, ALIGNMENT_TEST, {"hits@1": 0.4}, epochs_run=60, name="zh_en",
+                   used=("structure",))
+    assert tables.main([str(run)]) == 0
+    row = dict(zip(tables.ALIGNMENT_COLUMNS, cells(capsys.readouterr().out.strip().splitlines()[2])))
+    assert row["command"] == "`snagkg train --dataset zh_en --preset dbp15k-cpu --modalities structure`"
 
 
 def test_one_table_per_task(gated, tmp_path, capsys):
