@@ -38,9 +38,11 @@ def test_alignment_is_learned_on_synthetic_pair(tmp_path, permute, device):
     folder = write_synthetic_pair(tmp_path / "syn", entities=200, seed=5, permute_ids=permute)
     cfg = fast_cfg(folder, **{"modalities": "structure,relation,char", "train.epochs": 20,
                               "alignment.iterative": False, "device": device})
-    t0 = time.perf_counter()
+    # CPU seconds of this process (all its threads), not wall time: other jobs on the machine do not count
+    t0 = time.process_time()
     res = snagkg.train(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
-    assert time.perf_counter() - t0 < 60
+    used = time.process_time() - t0
+    assert used < 60, f"20 epochs on 200 entities took {used:.1f} CPU seconds"
     assert res.test["count"] == 140
     assert res.test["hits@1"] >= 0.9 and res.test["rl_hits@1"] >= 0.9
     assert res.test["mrr"] >= res.test["hits@1"]
