@@ -15,7 +15,8 @@ lr 1e-4, 2 torch threads. snagkg runs preset ``db15k`` structure-only
 changes the list); ``rotate`` (``--no-fusion``) is snagkg's plain RotatE, the same model as
 PyKEEN's (up to L1/L2); ``snag-shared`` is ``snag`` with ``--negatives-scheme shared``.
 ``--preset`` picks the snagkg model (default ``db15k``; ``db15k-cpu`` is the gated plug-in);
-every config runs in fp32 unless its name ends in ``-bf16``, whatever the preset says.
+every config runs in fp32 unless its name ends in ``-bf16``, whatever the preset says; snagkg's
+learning rate is the preset's (PyKEEN keeps 1e-4; an epoch's cost does not depend on it).
 
 Each round times one epoch of every system back to back (PyKEEN, then each
 snagkg config), so a change in machine load hits all of them; the table
