@@ -286,10 +286,43 @@ def test_relations_stale_missing_removed(tmp_path, capsys):
     assert not np.isnan(np.load(d / "features" / "relation.npy")).any()
 
 
+def test_relations_without_the_triples_train_holds_out(tmp_path, capsys):
+    """--valid-from-train F --split-seed S counts over exactly the train split that `snagkg train`
+    with the same two options trains on: the held-out validation triples are not in the features."""
+    from snagkg.datasets import load_completion_dataset
+    from snagkg.features.relations import relation_counts
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "g"
+    d.mkdir()
+    names = [f"e{i}" for i in range(40)]
+    (d / "entity2id.txt").write_text(f"{len(names)}\n" + "".join(f"{n}\t{i}\n" for i, n in enumerate(names)))
+    (d / "relation2id.txt").write_text("3\nr0\t0\nr1\t1\nr2\t2\n")
+    rows = {(int(h), int(t), int(r)) for h, t, r in zip(rng.integers(0, 40, 400), rng.integers(0, 40, 400),
+                                                          rng.integers(0, 3, 400))}
+    rows = sorted(rows)
+    for name, part in (("train", rows[:-40]), ("valid", rows[-40:-20]), ("test", rows[-20:])):
+        (d / f"{name}2id.txt").write_text(f"{len(part)}\n" + "".join(f"{h} {t} {r}\n" for h, t, r in part))
+    line = one_summary_line(capsys, ["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1",
+                                     "--split-seed", "3"])
+    kg = load_completion_dataset(str(d), valid_from_train=0.1, split_seed=3)
+    assert f"without the {len(kg.valid)} triples held out by --valid-from-train 0.1 (split seed 3)" in line
+    values = np.load(d / "features" / "relation.npy")
+    expected, _, _ = relation_counts(kg.train, 40, 3, 1000)
+    np.testing.assert_array_equal(np.nan_to_num(values, nan=-1), np.nan_to_num(expected, nan=-1))
+    assert np.nansum(values) == 2 * len(kg.train) == 2 * (len(rows) - 40 - len(kg.valid))
+    # another seed holds out other triples, so other counts
+    assert main(["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1", "--split-seed", "4",
+                 "--output", str(tmp_path / "other.npy")]) == 0
+    assert not np.array_equal(np.nan_to_num(np.load(tmp_path / "other.npy")), np.nan_to_num(values))
+
+
 @pytest.mark.parametrize("extra, expect", [
     (["--top", "0"], "--top must be at least 1"),
     (["--top", "x"], "invalid int value"),
     (["--output", "rel.csv"], "must end in .npy"),
+    (["--valid-from-train", "1.5"], "--valid-from-train must be between 0 and 1"),
+    (["--valid-from-train", "0.01"], "--valid-from-train 0.01 holds out no triple"),
 ])
 def test_relations_bad_arguments(ds, capsys, extra, expect):
     line = one_error_line(capsys, ["features", "relations", "--dataset", str(ds)] + extra)

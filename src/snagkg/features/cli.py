@@ -36,7 +36,8 @@ def cmd_import(a: argparse.Namespace) -> int:
 def cmd_relations(a: argparse.Namespace) -> int:
     from .relations import build_relation_features
 
-    s = build_relation_features(a.dataset, top=a.top, output=a.output, log1p=a.log1p)
+    s = build_relation_features(a.dataset, top=a.top, output=a.output, log1p=a.log1p,
+                                valid_from_train=a.valid_from_train, split_seed=a.split_seed)
     print(s.line(), file=sys.stderr)
     return 0
 
@@ -88,5 +89,9 @@ def register(sub) -> None:
     r.add_argument("--top", type=int, default=1000, help="count over the TOP most frequent train relations")
     r.add_argument("--output", help="output .npy (default: DATASET/features/relation.npy)")
     r.add_argument("--log1p", action="store_true", help="write log(1 + count) instead of raw counts")
+    r.add_argument("--valid-from-train", type=float, default=0.0, metavar="FRACTION",
+                   help="count without the train triples that `snagkg train --valid-from-train FRACTION` holds "
+                        "out as validation (same --split-seed), so they do not leak into the features")
+    r.add_argument("--split-seed", type=int, default=0, help="seed of --valid-from-train (default 0, as in train)")
     r.set_defaults(func=cmd_relations)
     register_raw(fs)

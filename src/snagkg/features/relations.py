@@ -102,8 +102,15 @@ def attribute_bag(pair, top: int, seed: int = 0) -> FeatureTable:
 
 
 def build_relation_features(dataset, top: int = 1000, output: Optional[str] = None,
-                            log1p: bool = False) -> FeatureSummary:
-    """``snagkg features relations``: write ``relation.npy`` (+ missing list) for an OpenKE dataset."""
+                            log1p: bool = False, valid_from_train: float = 0.0,
+                            split_seed: int = 0) -> FeatureSummary:
+    """``snagkg features relations``: write ``relation.npy`` (+ missing list) for an OpenKE dataset.
+
+    ``valid_from_train`` > 0 counts over train without the triples that ``snagkg train
+    --valid-from-train F --split-seed S`` holds out as its validation split (the same seeded
+    draw), so that validation triples do not leak into the features either.
+    """
+    from ..datasets.named import apply_valid_from_train
     from ..datasets.openke import read_openke
 
     if top < 1:
@@ -111,8 +118,13 @@ def build_relation_features(dataset, top: int = 1000, output: Optional[str] = No
     folder = dataset_folder(dataset)
     out = output_path(folder, "relation", output)
     kg = read_openke(folder, features=False)
+    if valid_from_train:
+        apply_valid_from_train(kg, valid_from_train, seed=split_seed)
     values, missing, chosen = relation_counts(kg.feature_triples, kg.num_entities, kg.num_relations, top,
                                               log1p=log1p)
     save_feature_table(out, values, missing)
     note = f"{'log1p ' if log1p else ''}counts over the top {len(chosen)} of {len(kg.relations)} relations in train"
+    if valid_from_train:
+        note += (f" without the {len(kg.valid)} triples held out by --valid-from-train {valid_from_train:g} "
+                 f"(split seed {split_seed}): train with the same two options")
     return FeatureSummary("relation", out, len(kg.entities), int((~missing).sum()), len(chosen), note=note)
