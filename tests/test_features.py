@@ -286,23 +286,27 @@ def test_relations_stale_missing_removed(tmp_path, capsys):
     assert not np.isnan(np.load(d / "features" / "relation.npy")).any()
 
 
+def random_graph(d: Path, n_ent: int = 40, draws: int = 400):
+    """An OpenKE folder of random triples over 3 relations (the last 40 rows: valid and test)."""
+    rng = np.random.default_rng(0)
+    d.mkdir()
+    names = [f"e{i}" for i in range(n_ent)]
+    (d / "entity2id.txt").write_text(f"{len(names)}\n" + "".join(f"{n}\t{i}\n" for i, n in enumerate(names)))
+    (d / "relation2id.txt").write_text("3\nr0\t0\nr1\t1\nr2\t2\n")
+    rows = sorted({(int(h), int(t), int(r)) for h, t, r in zip(rng.integers(0, n_ent, draws),
+                                                                rng.integers(0, n_ent, draws), rng.integers(0, 3, draws))})
+    for name, part in (("train", rows[:-40]), ("valid", rows[-40:-20]), ("test", rows[-20:])):
+        (d / f"{name}2id.txt").write_text(f"{len(part)}\n" + "".join(f"{h} {t} {r}\n" for h, t, r in part))
+    return d, rows
+
+
 def test_relations_without_the_triples_train_holds_out(tmp_path, capsys):
     """--valid-from-train F --split-seed S counts over exactly the train split that `snagkg train`
     with the same two options trains on: the held-out validation triples are not in the features."""
     from snagkg.datasets import load_completion_dataset
     from snagkg.features.relations import relation_counts
 
-    rng = np.random.default_rng(0)
-    d = tmp_path / "g"
-    d.mkdir()
-    names = [f"e{i}" for i in range(40)]
-    (d / "entity2id.txt").write_text(f"{len(names)}\n" + "".join(f"{n}\t{i}\n" for i, n in enumerate(names)))
-    (d / "relation2id.txt").write_text("3\nr0\t0\nr1\t1\nr2\t2\n")
-    rows = {(int(h), int(t), int(r)) for h, t, r in zip(rng.integers(0, 40, 400), rng.integers(0, 40, 400),
-                                                          rng.integers(0, 3, 400))}
-    rows = sorted(rows)
-    for name, part in (("train", rows[:-40]), ("valid", rows[-40:-20]), ("test", rows[-20:])):
-        (d / f"{name}2id.txt").write_text(f"{len(part)}\n" + "".join(f"{h} {t} {r}\n" for h, t, r in part))
+    d, rows = random_graph(tmp_path / "g")
     line = one_summary_line(capsys, ["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1",
                                      "--split-seed", "3"])
     kg = load_completion_dataset(str(d), valid_from_train=0.1, split_seed=3)
@@ -315,6 +319,34 @@ def test_relations_without_the_triples_train_holds_out(tmp_path, capsys):
     assert main(["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1", "--split-seed", "4",
                  "--output", str(tmp_path / "other.npy")]) == 0
     assert not np.array_equal(np.nan_to_num(np.load(tmp_path / "other.npy")), np.nan_to_num(values))
+
+
+def test_a_run_says_when_the_relation_table_counts_another_split(tmp_path, capsys):
+    """`train --valid-from-train` with relation context notes a table counted over all of train
+    (its validation triples leak into the features), and is silent when the table matches."""
+    from snagkg.features.relations import dataset_split_note
+
+    d, _ = random_graph(tmp_path / "g")
+    assert main(["features", "relations", "--dataset", str(d)]) == 0
+    capsys.readouterr()
+    assert dataset_split_note(str(d), 0.0, 0) is None
+    train = ["train", "--dataset", str(d), "--modalities", "structure,relation", "--epochs", "1", "--hidden", "8",
+             "--batch-size", "128", "--device", "cpu", "--no-progress", "--valid-from-train", "0.1"]
+    assert main(train + ["--output", str(tmp_path / "leaky")]) == 0
+    err = capsys.readouterr().err
+    assert "relation.npy counts every train triple, also the ones this run holds out as validation " \
+           "(--valid-from-train 0.1): validation metrics are slightly optimistic" in err
+    assert "`snagkg features relations --valid-from-train 0.1 --split-seed 0`" in err
+    assert main(["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1"]) == 0
+    capsys.readouterr()
+    assert main(train + ["--output", str(tmp_path / "clean")]) == 0
+    assert "relation.npy" not in capsys.readouterr().err
+    # another split, or none, is named
+    assert "leaves out the triples of --valid-from-train 0.1 --split-seed 0, not this run's split" in \
+        dataset_split_note(str(d), 0.1, 5)
+    assert "without --valid-from-train counts all of train" in dataset_split_note(str(d), 0.0, 0)
+    (d / "features" / "relation.split.json").write_text("{not json")
+    assert "unreadable" in dataset_split_note(str(d), 0.1, 0)
 
 
 @pytest.mark.parametrize("extra, expect", [

@@ -24,11 +24,14 @@ attribute names, chosen the same way.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..errors import SnagError
+from ..io import write_text
 from ..tables import FeatureTable, make_table, save_feature_table
 from .common import FeatureSummary, dataset_folder, output_path
 
@@ -123,8 +126,58 @@ def build_relation_features(dataset, top: int = 1000, output: Optional[str] = No
     values, missing, chosen = relation_counts(kg.feature_triples, kg.num_entities, kg.num_relations, top,
                                               log1p=log1p)
     save_feature_table(out, values, missing)
+    write_text(split_record_path(out), json.dumps({"valid_from_train": float(valid_from_train),
+                                                   "split_seed": int(split_seed)}) + "\n")
     note = f"{'log1p ' if log1p else ''}counts over the top {len(chosen)} of {len(kg.relations)} relations in train"
     if valid_from_train:
         note += (f" without the {len(kg.valid)} triples held out by --valid-from-train {valid_from_train:g} "
                  f"(split seed {split_seed}): train with the same two options")
     return FeatureSummary("relation", out, len(kg.entities), int((~missing).sum()), len(chosen), note=note)
+
+
+def split_record_path(npy) -> Path:
+    """``<stem>.split.json`` beside a relation table: the train split it was counted over."""
+    npy = Path(npy)
+    return npy.with_name(f"{npy.stem}.split.json")
+
+
+def split_note(npy, valid_from_train: float, split_seed: int) -> Optional[str]:
+    """A note when the relation table ``npy`` was counted over another train split than a run's.
+
+    ``snagkg features relations`` records in ``relation.split.json`` whether it left out the
+    triples of ``--valid-from-train F --split-seed S``. A run with another split either counts
+    its own validation triples in the features (validation slightly optimistic) or misses
+    train triples it trains on; tables without the record (imported, or built before it
+    existed) count every train triple.
+    """
+    record = split_record_path(npy)
+    built = (0.0, 0)
+    if record.is_file():
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+            built = (float(data.get("valid_from_train", 0.0)), int(data.get("split_seed", 0)))
+        except (ValueError, TypeError, AttributeError, OSError):
+            return f"note: {record} is unreadable; cannot tell which train split {Path(npy).name} counts"
+    run = (float(valid_from_train or 0.0), int(split_seed))
+    if built[0] == 0.0 and run[0] == 0.0 or built == run:
+        return None
+    fix = (f"`snagkg features relations --valid-from-train {run[0]:g} --split-seed {run[1]}` (with the same --top "
+           f"and --log1p) counts this run's split" if run[0] else
+           "`snagkg features relations` without --valid-from-train counts all of train")
+    if built[0] == 0.0:
+        what = (f"{Path(npy).name} counts every train triple, also the ones this run holds out as validation "
+                f"(--valid-from-train {run[0]:g}): validation metrics are slightly optimistic, test is unaffected")
+    else:
+        what = (f"{Path(npy).name} leaves out the triples of --valid-from-train {built[0]:g} --split-seed {built[1]}, "
+                f"not this run's split")
+    return f"note: {what}; {fix}"
+
+
+def dataset_split_note(spec: str, valid_from_train: float, split_seed: int) -> Optional[str]:
+    """:func:`split_note` for the ``features/relation.npy`` of the dataset ``spec`` (an OpenKE folder,
+    or a triples file or folder with ``features/`` beside it); ``None`` when it has none."""
+    if not spec or spec == "synthetic":
+        return None
+    path = Path(spec)
+    npy = (path if path.is_dir() else path.parent) / "features" / "relation.npy"
+    return split_note(npy, valid_from_train, split_seed) if npy.is_file() else None
