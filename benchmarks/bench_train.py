@@ -117,9 +117,10 @@ def main() -> None:
 
     common.set_threads(args.threads)
     mods = [m for m in args.modalities.split(",") if m]
-    configs = {"structure": (["structure"], {}), "snag": (mods, {}),
+    per_triple = {"completion.negatives_scheme": "per_triple"}  # whatever the preset says
+    configs = {"structure": (["structure"], per_triple), "snag": (mods, per_triple),
                "snag-shared": (mods, {"completion.negatives_scheme": "shared"}),
-               "rotate": (["structure"], {"encoder.fusion": False, "completion.structure_residual": False,
+               "rotate": (["structure"], {**per_triple, "encoder.fusion": False, "completion.structure_residual": False,
                                           "completion.residual_gate": False})}
     configs.update({f"{k}-bf16": (v[0], {**v[1], "precision": "bf16"}) for k, v in configs.items()})
     chosen = [c for c in args.configs.split(",") if c]
