@@ -324,12 +324,13 @@ def test_relations_without_the_triples_train_holds_out(tmp_path, capsys):
 def test_a_run_says_when_the_relation_table_counts_another_split(tmp_path, capsys):
     """`train --valid-from-train` with relation context notes a table counted over all of train
     (its validation triples leak into the features), and is silent when the table matches."""
-    from snagkg.features.relations import dataset_split_note
+    from snagkg.features.relations import split_note
 
     d, _ = random_graph(tmp_path / "g")
+    table = d / "features" / "relation.npy"
     assert main(["features", "relations", "--dataset", str(d)]) == 0
     capsys.readouterr()
-    assert dataset_split_note(str(d), 0.0, 0) is None
+    assert split_note(table, 0.0, 0) is None
     train = ["train", "--dataset", str(d), "--modalities", "structure,relation", "--epochs", "1", "--hidden", "8",
              "--batch-size", "128", "--device", "cpu", "--no-progress", "--valid-from-train", "0.1"]
     assert main(train + ["--output", str(tmp_path / "leaky")]) == 0
@@ -343,10 +344,10 @@ def test_a_run_says_when_the_relation_table_counts_another_split(tmp_path, capsy
     assert "relation.npy" not in capsys.readouterr().err
     # another split, or none, is named
     assert "leaves out the triples of --valid-from-train 0.1 --split-seed 0, not this run's split" in \
-        dataset_split_note(str(d), 0.1, 5)
-    assert "without --valid-from-train counts all of train" in dataset_split_note(str(d), 0.0, 0)
+        split_note(table, 0.1, 5)
+    assert "without --valid-from-train counts all of train" in split_note(table, 0.0, 0)
     (d / "features" / "relation.split.json").write_text("{not json")
-    assert "unreadable" in dataset_split_note(str(d), 0.1, 0)
+    assert "unreadable" in split_note(table, 0.1, 0)
 
 
 @pytest.mark.parametrize("extra, expect", [

@@ -18,7 +18,7 @@ from ..datasets.graph import KnowledgeGraph
 from ..devices import select_device
 from ..errors import SnagError
 from ..evaluation import FilterIndex, evaluate_ranking
-from ..features.relations import dataset_split_note
+from ..features.relations import split_note
 from ..kernels import fused_optimizer
 from ..registry import TASKS
 from ..sparse import split_optimizer
@@ -49,8 +49,8 @@ class CompletionTask:
         self.kg, self.cfg = kg, cfg
         self.device = device or select_device(cfg.device)
         self.modalities = resolve_modalities(kg, cfg.modalities)
-        if "relation" in self.modalities and cfg.dataset:
-            note = dataset_split_note(cfg.dataset, cfg.valid_from_train, cfg.split_seed)
+        if "relation" in self.modalities and kg.features_dir is not None:
+            note = split_note(kg.features_dir / "relation.npy", cfg.valid_from_train, cfg.split_seed)
             if note and note not in kg.notes:
                 kg.notes.append(note)
         torch.manual_seed(cfg.seed)  # parameter initialisation

@@ -8,6 +8,7 @@ builders (:mod:`snagkg.features`) can take either: a completion
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -74,6 +75,8 @@ class KnowledgeGraph(Graph):
     known: Optional[np.ndarray] = None
     #: extra JSON-ready entries of :meth:`summary` (how the dataset was read, split or held out)
     info: Dict[str, Any] = field(default_factory=dict)
+    #: the folder the feature tables were read from (``None``: generated in memory)
+    features_dir: Optional[Path] = None
 
     @property
     def feature_triples(self) -> np.ndarray:

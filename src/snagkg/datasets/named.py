@@ -212,7 +212,7 @@ def build_graph(name: str, triples: Dict[str, List[NameTriple]], source: Path, *
         notes.append(f"{len(literals)} literal values kept as attribute data"
                      + (f" ({outside} of subjects that are not entities of the graph)" if outside else ""))
     kg = KnowledgeGraph(name=name, entities=entities, relations=relations, train=train, valid=valid, test=test,
-                        features=tables, notes=notes, literals=literals, info=info)
+                        features=tables, notes=notes, literals=literals, info=info, features_dir=features_dir)
     return kg
 
 

@@ -102,6 +102,7 @@ def read_openke(folder, seed: int = 0, features: bool = True, storage: str = "me
     return KnowledgeGraph(
         name=folder.name, entities=entities, relations=relations,
         train=splits["train"], valid=valid, test=splits["test"], features=tables, notes=notes,
+        features_dir=folder / "features",
     )
 
 

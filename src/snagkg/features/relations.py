@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -150,16 +150,20 @@ def split_note(npy, valid_from_train: float, split_seed: int) -> Optional[str]:
     train triples it trains on; tables without the record (imported, or built before it
     existed) count every train triple.
     """
+    def split(fraction, seed) -> Tuple[float, int]:  # the seed means nothing without a held-out share
+        fraction = float(fraction or 0.0)
+        return (fraction, int(seed) if fraction else 0)
+
     record = split_record_path(npy)
     built = (0.0, 0)
     if record.is_file():
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
-            built = (float(data.get("valid_from_train", 0.0)), int(data.get("split_seed", 0)))
+            built = split(data.get("valid_from_train", 0.0), data.get("split_seed", 0))
         except (ValueError, TypeError, AttributeError, OSError):
             return f"note: {record} is unreadable; cannot tell which train split {Path(npy).name} counts"
-    run = (float(valid_from_train or 0.0), int(split_seed))
-    if built[0] == 0.0 and run[0] == 0.0 or built == run:
+    run = split(valid_from_train, split_seed)
+    if built == run:
         return None
     fix = (f"`snagkg features relations --valid-from-train {run[0]:g} --split-seed {run[1]}` (with the same --top "
            f"and --log1p) counts this run's split" if run[0] else
@@ -172,12 +176,3 @@ def split_note(npy, valid_from_train: float, split_seed: int) -> Optional[str]:
                 f"not this run's split")
     return f"note: {what}; {fix}"
 
-
-def dataset_split_note(spec: str, valid_from_train: float, split_seed: int) -> Optional[str]:
-    """:func:`split_note` for the ``features/relation.npy`` of the dataset ``spec`` (an OpenKE folder,
-    or a triples file or folder with ``features/`` beside it); ``None`` when it has none."""
-    if not spec or spec == "synthetic":
-        return None
-    path = Path(spec)
-    npy = (path if path.is_dir() else path.parent) / "features" / "relation.npy"
-    return split_note(npy, valid_from_train, split_seed) if npy.is_file() else None
