@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 import snagkg
@@ -92,3 +95,43 @@ def test_structure_noise_scale_flag_reaches_the_structure_noise_only(tiny_datase
     assert (noise["text"].ratio, noise["text"].mask) == pytest.approx((0.4, 0.6))
     with pytest.raises(SnagError, match="structure_scale"):
         snagkg.resolve_config(overrides={"noise.structure_scale": 1.5})
+
+
+def _benchmark_rows(section: str) -> dict:
+    """BENCHMARKS.md's table rows under the heading ``section``: label -> cells."""
+    lines = (Path(__file__).parents[1] / "BENCHMARKS.md").read_text().splitlines()
+    heads = [i for i, line in enumerate(lines) if re.fullmatch(r"#+ " + re.escape(section), line)]
+    assert len(heads) == 1, f"BENCHMARKS.md has {len(heads)} headings {section!r}"
+    level = lines[heads[0]].index(" ")
+    rows, header = {}, None
+    for line in lines[heads[0] + 1:]:
+        if line.startswith("#") and line.index(" ") <= level:
+            break
+        if not line.startswith("|") or set(line) <= set("|- "):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None or cells[0] == "row":
+            header = cells
+            continue
+        label = re.sub(r"\s*\(the preset\)$", "", cells[0].replace("**", ""))
+        rows[label] = dict(zip(header, (c.replace("**", "") for c in cells)))
+    return rows
+
+
+REPRODUCES = re.compile(r'# Reproduces BENCHMARKS\.md, section "(?P<section>[^"]+)", row "(?P<row>[^"]+)" '
+                        r'\((?P<metric>test MRR|H@1) (?P<value>[\d.]+), seed (?P<seed>\d+)')
+
+
+@pytest.mark.parametrize("name", [p.stem for p in sorted(C.PRESET_DIR.glob("*-cpu.yaml"))])
+def test_a_cpu_preset_names_the_benchmark_row_it_reproduces(name):
+    """Every measured CPU preset says which BENCHMARKS.md row it reproduces; that row exists, shows
+    the figure and seed the comment quotes, and its command is the preset alone on a dataset."""
+    first = (C.PRESET_DIR / f"{name}.yaml").read_text().splitlines()[0]
+    m = REPRODUCES.match(first)
+    assert m, f"{name}.yaml: first line does not name its BENCHMARKS.md row: {first!r}"
+    rows = _benchmark_rows(m["section"])
+    assert m["row"] in rows, (m["row"], sorted(rows))
+    row = rows[m["row"]]
+    assert row["MRR" if m["metric"] == "test MRR" else "H@1"] == m["value"]
+    assert row["seed"] == m["seed"]
+    assert re.fullmatch(rf"`snagkg train --dataset [\w.-]+ --preset {re.escape(name)}`", row["command"]), row["command"]
