@@ -1,6 +1,7 @@
 """Profile one snagkg training step on DB15K (forward + backward + Adam), by operator.
 
     .venv/bin/python benchmarks/profile_step.py --dataset /tmp/bench_db15k --modalities structure
+    .venv/bin/python benchmarks/profile_step.py --dataset data/DB15K-log1p --preset db15k-cpu --modalities structure
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from snagkg.encoder import PROJECTION_ACTIVATIONS
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="/tmp/bench_db15k")
+    ap.add_argument("--preset", default="db15k", help="the model and batch settings (its precision is overridden)")
     ap.add_argument("--modalities", default="structure")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
@@ -29,7 +31,7 @@ def main() -> None:
     from snagkg.completion.task import CompletionTask
     from snagkg.datasets import read_openke
 
-    cfg = snagkg.resolve_config(preset="db15k", overrides={"dataset": args.dataset, "encoder.hidden": 256,
+    cfg = snagkg.resolve_config(preset=args.preset, overrides={"dataset": args.dataset,
                                                            "modalities": args.modalities.split(","),
                                                            "encoder.fusion": not args.no_fusion,
                                                            "precision": args.precision,
