@@ -27,8 +27,8 @@ def main() -> None:
     args = ap.parse_args()
     common.set_threads(args.threads)
     import torch
-    from snagkg.evaluation import evaluate_ranking
-    from snagkg.run import load_run
+    from snagkg.tasks.completion.evaluation import evaluate_ranking
+    from snagkg.api.run import load_run
 
     task = load_run(args.run)
     model = task.model

@@ -23,7 +23,6 @@ is of the same order; ``--pykeen-norm 1`` gives PyKEEN the L1 distance too
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import common
@@ -31,8 +30,8 @@ import common
 
 def snagkg_task(dataset: Path, seed: int = 1, device: str = "cpu"):
     import snagkg
-    from snagkg.completion.task import CompletionTask
-    from snagkg.datasets import read_openke
+    from snagkg.tasks.completion.task import CompletionTask
+    from snagkg.data.datasets import read_openke
 
     cfg = snagkg.resolve_config(preset="db15k", overrides={
         "dataset": str(dataset), "modalities": ["structure"], "encoder.hidden": 256, "device": device, "seed": seed})
@@ -49,7 +48,7 @@ def check_against_reference(task, count: int) -> str:
     import os
 
     import torch
-    from snagkg.evaluation import rank_triples
+    from snagkg.tasks.completion.evaluation import rank_triples
     triples = torch.from_numpy(task.kg.split("test")).long()[:count]
     vecs = task.entity_vectors()
     fast = rank_triples(vecs, task.model.interaction, triples, task.filters)

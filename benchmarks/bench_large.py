@@ -34,7 +34,7 @@ def build(dataset: str, preset: str, sets):
     import yaml
 
     import snagkg
-    from snagkg.run import build_task
+    from snagkg.api.run import build_task
 
     overrides = {"dataset": dataset, "seed": 1}
     for item in sets:
@@ -51,7 +51,7 @@ def time_steps(task, cfg, steps: int, warmup: int):
     training batches after one noise draw, the first ``warmup`` untimed."""
     import torch
 
-    from snagkg.callbacks import NoiseRefresh
+    from snagkg.training.callbacks import NoiseRefresh
 
     opt, _ = task.make_optimizer()
     task.model.train()

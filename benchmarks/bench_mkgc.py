@@ -115,8 +115,8 @@ def snagkg_metrics(model, kg, filters, name: str, margin: float, ties=("realisti
     """PyKEEN's model ranked by snagkg's filtered ranking (``{ties: metrics}``, ``seconds``)."""
     import torch
 
-    from snagkg.evaluation import rank_triples
-    from snagkg.ranking import summarize
+    from snagkg.tasks.completion.evaluation import rank_triples
+    from snagkg.evaluation.ranking import summarize
     vecs, scorer = common.pykeen_rotate_tables(model, margin)
     triples = torch.from_numpy(kg.split(name)).long()
     t0 = time.perf_counter()
@@ -142,8 +142,8 @@ def run_pykeen(args, out: Path) -> dict:
     from pykeen.training import SLCWATrainingLoop
 
     import snagkg
-    from snagkg.datasets import load_completion_dataset
-    from snagkg.evaluation import FilterIndex
+    from snagkg.data.datasets import load_completion_dataset
+    from snagkg.tasks.completion.evaluation import FilterIndex
     cfg = snagkg.resolve_config(preset=args.preset, overrides={"dataset": str(args.dataset), "seed": args.seed})
     t, c = cfg.train, cfg.completion
     kg = load_completion_dataset(cfg.dataset, seed=cfg.seed)

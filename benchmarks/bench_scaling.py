@@ -31,9 +31,9 @@ def main() -> None:
 
     common.set_threads(args.threads)
     import torch
-    from snagkg import kernels
-    from snagkg.completion.scorers import RotatE
-    from snagkg.evaluation import FilterIndex, evaluate_ranking
+    from snagkg.runtime import kernels
+    from snagkg.tasks.completion.scorers import RotatE
+    from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking
 
     common.log(common.environment())
     rows = []

@@ -41,10 +41,10 @@ import common
 def snagkg_trainer(dataset: Path, modalities, folder: Path, seed: int = 1, device: str = "cpu",
                    preset: str = "db15k", **overrides):
     import snagkg
-    from snagkg.completion.task import CompletionTask
-    from snagkg.datasets import read_openke
-    from snagkg.run import standard_callbacks
-    from snagkg.training import Trainer
+    from snagkg.tasks.completion.task import CompletionTask
+    from snagkg.data.datasets import read_openke
+    from snagkg.api.run import standard_callbacks
+    from snagkg.training.trainer import Trainer
 
     cfg = snagkg.resolve_config(preset=preset, overrides={
         "dataset": str(dataset), "modalities": list(modalities), "encoder.hidden": 256,
@@ -126,7 +126,7 @@ def main() -> None:
     chosen = [c for c in args.configs.split(",") if c]
     dataset = common.prepare_dataset(Path(args.dataset_dir), source=Path(args.source),
                                      features=[m for m in ("relation", "text") if m in mods])
-    from snagkg.datasets import read_openke
+    from snagkg.data.datasets import read_openke
     kg = read_openke(dataset, features=False)
 
     systems = {}

@@ -48,7 +48,7 @@ def prepare_dataset(folder: Path, source: Path = SHARED_DB15K, features: Sequenc
         link = folder / name
         if not link.exists():
             link.symlink_to(source / name)
-    from snagkg.cli import main as snagkg_main
+    from snagkg.cli.main import main as snagkg_main
     feats = folder / "features"
     if (source / "features").is_dir():  # the source's own tables (e.g. `snagkg synthetic`'s image and text)
         feats.mkdir(exist_ok=True)
@@ -173,7 +173,7 @@ def pykeen_rotate_tables(model, margin: float = 12.0):
 
     import torch
 
-    from snagkg.completion.scorers import RotatE as SnagRotatE
+    from snagkg.tasks.completion.scorers import RotatE as SnagRotatE
     with torch.no_grad():
         ent = model.entity_representations[0](indices=None).detach().cpu()
         rel = model.relation_representations[0](indices=None).detach().cpu()

@@ -29,8 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     common.set_threads(args.threads)
     import torch
-    from snagkg.evaluation import evaluate_ranking
-    from snagkg.run import load_run
+    from snagkg.tasks.completion.evaluation import evaluate_ranking
+    from snagkg.api.run import load_run
 
     rows = []
     for run in args.runs:

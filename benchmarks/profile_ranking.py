@@ -36,7 +36,7 @@ def main() -> None:
     import torch
 
     import bench_eval
-    import snagkg.evaluation as new
+    import snagkg.tasks.completion.evaluation as new
 
     task = bench_eval.snagkg_task(args.dataset)
     task.model.eval()

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from snagkg.encoder import PROJECTION_ACTIVATIONS
+from snagkg.core.encoder import PROJECTION_ACTIVATIONS
 
 
 def main() -> None:
@@ -28,8 +28,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import snagkg
-    from snagkg.completion.task import CompletionTask
-    from snagkg.datasets import read_openke
+    from snagkg.tasks.completion.task import CompletionTask
+    from snagkg.data.datasets import read_openke
 
     cfg = snagkg.resolve_config(preset=args.preset, overrides={"dataset": args.dataset,
                                                            "modalities": args.modalities.split(","),

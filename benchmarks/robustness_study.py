@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import snagkg
-from snagkg.io import write_json
+from snagkg.runtime.io import write_json
 
 VARIANTS = {"gmnm": {}, "no-noise": {"noise.ratio": 0.0}}
 
@@ -73,7 +73,7 @@ def markdown(modality: str, levels: List[float], sweeps: Dict[str, List[dict]]) 
 
 def tables_from_json(path: Path) -> str:
     """The Markdown tables of a finished (or partly finished) study, from its ``study.json``."""
-    from snagkg.robustness import parse_levels
+    from snagkg.api.robustness import parse_levels
 
     study = json.loads(Path(path).read_text())
     levels = parse_levels(study["levels"])

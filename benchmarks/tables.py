@@ -91,8 +91,8 @@ def _number(value: Any, where: str) -> float:
 
 def load(folder: Path) -> Dict[str, Any]:
     """Everything a row needs from one run folder (``RunError`` names the file when something is wrong)."""
-    from snagkg.config import load_run_config
-    from snagkg.errors import SnagError
+    from snagkg.config.schema import load_run_config
+    from snagkg.runtime.errors import SnagError
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -145,8 +145,8 @@ def _base_config(cfg):
     """The config the command's preset gives today (the defaults when there is none or it is gone)."""
     from dataclasses import replace
 
-    from snagkg import config as C
-    from snagkg.errors import SnagError
+    from snagkg.config import schema as C
+    from snagkg.runtime.errors import SnagError
     if cfg.preset:
         try:
             return C.resolve(preset=cfg.preset, overrides={"dataset": cfg.dataset}), cfg.preset
@@ -158,9 +158,9 @@ def _base_config(cfg):
 def _flag_table() -> Tuple[Dict[str, Tuple[Any, str]], Dict[str, str]]:
     """``({key: (value, switch)}, {key: flag with a value})`` for the ``snagkg train`` flags."""
     try:
-        from snagkg.flags import TRAIN_FLAGS
+        from snagkg.config.flags import TRAIN_FLAGS
     except ImportError:
-        from snagkg.config import cli_flag
+        from snagkg.config.schema import cli_flag
         return {k: (v, f) for k, v, f in SWITCHES}, {k: cli_flag(k) for k in VALUE_FLAGS}
     switches = {f.key: (f.sets, f.flag) for f in TRAIN_FLAGS if f.type is None}
     valued = {f.key: f.flag for f in TRAIN_FLAGS if f.type is not None and f.key not in NOT_SETTINGS}
@@ -182,7 +182,7 @@ def command(cfg, dataset_name: str, used_modalities: Optional[List[str]] = None)
         mods = cfg.modalities if cfg.modalities is not None else used_modalities
         if mods:
             parts += ["--modalities", ",".join(mods)]
-    from snagkg.configio import flatten
+    from snagkg.config.yamlio import flatten
 
     now, was = flatten(cfg.to_dict()), flatten(base.to_dict())
     switches, valued = _flag_table()

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from snagkg.cli import main
+from snagkg.cli.main import main
 
 N_ENT, N_REL = 12, 3
 

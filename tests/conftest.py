@@ -50,8 +50,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def make_openke(folder: Path, num_entities: int = 300, num_relations: int = 8, seed: int = 0,
                 features: bool = True) -> Path:
     """Write a small synthetic MMKG in the OpenKE layout (with image/text features)."""
-    from snagkg.datasets import write_openke
-    from snagkg.datasets.synthetic import SyntheticConfig, generate
+    from snagkg.data.datasets import write_openke
+    from snagkg.data.datasets.synthetic import SyntheticConfig, generate
 
     kg = generate(SyntheticConfig(num_entities=num_entities, num_relations=num_relations,
                                   triples_per_entity=6.0), seed=seed)

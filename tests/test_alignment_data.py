@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snagkg.datasets.alignment_pair import load_alignment_dataset
-from snagkg.datasets.names import entity_name
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.data.datasets.alignment_pair import load_alignment_dataset
+from snagkg.data.datasets.names import entity_name
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 from snagkg.features.alignment import default_modalities, resolve_modalities
 from snagkg.features.relations import relation_bag
 from snagkg.features.text import char_bigrams
-from snagkg.cli import main
-from snagkg.errors import SnagError
+from snagkg.cli.main import main
+from snagkg.runtime.errors import SnagError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mmea" / "DBP15K"
 

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import snagkg
-from snagkg import config as C
-from snagkg.alignment.task import AlignmentTask, IterativeLearning
-from snagkg.cli import main
-from snagkg.datasets.alignment_pair import load_alignment_dataset
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.config import schema as C
+from snagkg.tasks.alignment.task import AlignmentTask, IterativeLearning
+from snagkg.cli.main import main
+from snagkg.data.datasets.alignment_pair import load_alignment_dataset
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 
 FAST = {
     "task": "alignment", "encoder.hidden": 48, "alignment.structure_dim": 48, "alignment.char_vocab": 300,

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snagkg.datasets.alignment_pair import split_links
-from snagkg.alignment.gat import GAT, EdgeIndex, edge_aggregate, edge_softmax, union_edges
-from snagkg.alignment.loss import UncertaintyWeighting, icl_loss
-from snagkg.alignment.metrics import alignment_metrics, mutual_nearest, one_to_one, rank_alignment
+from snagkg.data.datasets.alignment_pair import split_links
+from snagkg.tasks.alignment.gat import GAT, EdgeIndex, edge_aggregate, edge_softmax, union_edges
+from snagkg.tasks.alignment.loss import UncertaintyWeighting, icl_loss
+from snagkg.tasks.alignment.metrics import alignment_metrics, mutual_nearest, one_to_one, rank_alignment
 
 
 def _unit(n, d, seed):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.completion.model import bucket
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
+from snagkg.tasks.completion.model import bucket
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
 
 
 def _task(tiny_dataset, scope, **extra):

@@ -13,9 +13,9 @@ pytest.importorskip("pykeen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
 
-from snagkg.datasets import read_openke  # noqa: E402
-from snagkg.evaluation import FilterIndex, rank_triples  # noqa: E402
-from snagkg.ranking import summarize  # noqa: E402
+from snagkg.data.datasets import read_openke  # noqa: E402
+from snagkg.tasks.completion.evaluation import FilterIndex, rank_triples  # noqa: E402
+from snagkg.evaluation.ranking import summarize  # noqa: E402
 
 
 @pytest.fixture

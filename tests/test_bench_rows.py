@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_mkgc  # noqa: E402
 
 import snagkg  # noqa: E402
-from snagkg.cli import _train_overrides, build_parser  # noqa: E402
+from snagkg.cli.main import _train_overrides, build_parser  # noqa: E402
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import snagkg
-from snagkg import config as C
-from snagkg.cli import _train_overrides, build_parser, main
-from snagkg.flags import TRAIN_FLAGS, Flag
+from snagkg.config import schema as C
+from snagkg.cli.main import _train_overrides, build_parser, main
+from snagkg.config.flags import TRAIN_FLAGS, Flag
 
 SRC = Path(snagkg.__file__).resolve().parent
 
@@ -48,7 +48,7 @@ def _get(cfg, key):
 @pytest.fixture
 def trained(monkeypatch):
     """Replace training by a stub; the list gets every config ``snagkg train`` would have trained."""
-    import snagkg.run
+    import snagkg.api.run
 
     seen = []
 
@@ -56,7 +56,7 @@ def trained(monkeypatch):
         seen.append(cfg)
         return types.SimpleNamespace(summary=lambda: "stub", valid={}, test={}, best_epoch=0)
 
-    monkeypatch.setattr(snagkg.run, "train", fake_train)
+    monkeypatch.setattr(snagkg.api.run, "train", fake_train)
     return seen
 
 
@@ -129,7 +129,7 @@ def test_the_task_may_come_from_the_preset_or_the_config_file(tmp_path, trained,
 
 
 def test_the_task_on_resume_is_the_saved_runs(tmp_path, trained, capsys):
-    from snagkg.training import CHECKPOINT
+    from snagkg.training.trainer import CHECKPOINT
 
     run = tmp_path / "run"
     run.mkdir()
@@ -144,7 +144,7 @@ def test_the_task_on_resume_is_the_saved_runs(tmp_path, trained, capsys):
 def test_presets_lists_every_preset_file(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    files = sorted((SRC / "presets").glob("*.yaml"), key=lambda p: p.stem)
+    files = sorted((SRC / "config" / "presets").glob("*.yaml"), key=lambda p: p.stem)
     assert len(lines) == len(files) > 0
     for path, line in zip(files, lines):
         name, task, *comment = line.split(None, 2)
@@ -155,11 +155,11 @@ def test_presets_lists_every_preset_file(capsys):
 
 
 def test_align_and_features_are_ordinary_sub_commands():
-    import snagkg.cli as cli
+    import snagkg.cli.main as cli
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"train", "evaluate", "demo", "presets", "align", "features"} <= set(sub.choices)
-    assert not hasattr(cli, "_extensions") and "__import__" not in (SRC / "cli.py").read_text()
+    assert not hasattr(cli, "_extensions") and "__import__" not in (SRC / "cli" / "main.py").read_text()
 
 
 def _imports(path: Path, package: str):
@@ -176,20 +176,20 @@ def _imports(path: Path, package: str):
 
 
 def test_config_imports_no_task_and_no_encoder():
-    mods = _imports(SRC / "config.py", "snagkg")
-    assert "snagkg.registry" in mods and "snagkg.configio" in mods
-    bad = [m for m in mods if m.startswith(("snagkg.completion", "snagkg.alignment", "snagkg.encoder"))]
+    mods = _imports(SRC / "config" / "schema.py", "snagkg.config")
+    assert "snagkg.core.registry" in mods and "snagkg.config.yamlio" in mods
+    bad = [m for m in mods if m.startswith(("snagkg.tasks.completion", "snagkg.tasks.alignment", "snagkg.core.encoder"))]
     assert bad == []
     for task in ("completion", "alignment"):
-        ours = [m for m in _imports(SRC / task / "config.py", f"snagkg.{task}") if m.startswith("snagkg")]
-        assert set(ours) <= {"snagkg.config", "snagkg.registry", "snagkg.errors"}, ours
-    for leaf in ("registry.py", "configio.py", "flags.py"):
-        assert [m for m in _imports(SRC / leaf, "snagkg") if m.startswith("snagkg") and m != "snagkg.errors"] == []
+        ours = [m for m in _imports(SRC / "tasks" / task / "config.py", f"snagkg.tasks.{task}") if m.startswith("snagkg")]
+        assert set(ours) <= {"snagkg.config.schema", "snagkg.core.registry", "snagkg.runtime.errors"}, ours
+    for leaf in ("core/registry.py", "config/yamlio.py", "config/flags.py"):
+        assert [m for m in _imports(SRC / leaf, "snagkg") if m.startswith("snagkg") and m != "snagkg.runtime.errors"] == []
 
 
 def test_task_sections_are_registered_and_round_trip(tmp_path):
-    from snagkg.alignment.config import AlignmentConfig
-    from snagkg.completion.config import CompletionConfig
+    from snagkg.tasks.alignment.config import AlignmentConfig
+    from snagkg.tasks.completion.config import CompletionConfig
 
     assert list(C.TASKS) == ["completion", "alignment"]
     assert C.SECTIONS["completion"] is CompletionConfig and C.SECTIONS["alignment"] is AlignmentConfig

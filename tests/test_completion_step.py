@@ -1,9 +1,9 @@
 import torch
 
 import snagkg
-from snagkg.completion.loss import self_adversarial_loss
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
+from snagkg.tasks.completion.loss import self_adversarial_loss
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
 
 
 def test_training_step_equals_naive_scoring(tiny_dataset, device):
@@ -108,7 +108,7 @@ def test_structure_residual_trains_the_structure_row_at_its_own_rate(tiny_datase
 def test_structure_residual_needs_the_structure_modality(tiny_dataset):
     import pytest
 
-    from snagkg.errors import SnagError
+    from snagkg.runtime.errors import SnagError
     with pytest.raises(SnagError, match="needs the structure modality"):
         _residual_task(tiny_dataset, True, modalities=["image"])
 
@@ -142,7 +142,7 @@ def test_residual_gate_starts_from_plain_rotate_and_learns_the_encoders_share(ti
 def test_residual_gate_trains_with_the_encoder_and_needs_the_residual(tiny_dataset):
     import pytest
 
-    from snagkg.errors import SnagError
+    from snagkg.runtime.errors import SnagError
     task = _residual_task(tiny_dataset, True, **{"completion.residual_gate": True,
                                                  "completion.encoder_lr_scale": 0.5})
     opt, _ = task.make_optimizer()

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 import snagkg
-from snagkg import config as C
-from snagkg.errors import SnagError
+from snagkg.config import schema as C
+from snagkg.runtime.errors import SnagError
 
 
 def test_defaults_and_presets():
@@ -80,9 +80,9 @@ def test_projection_activation_default_and_saved_runs_before_it(tmp_path):
 
 
 def test_structure_noise_scale_flag_reaches_the_structure_noise_only(tiny_dataset):
-    from snagkg.cli import _train_overrides, build_parser
-    from snagkg.completion.task import CompletionTask
-    from snagkg.datasets import read_openke
+    from snagkg.cli.main import _train_overrides, build_parser
+    from snagkg.tasks.completion.task import CompletionTask
+    from snagkg.data.datasets import read_openke
 
     a = build_parser().parse_args(["train", "--dataset", str(tiny_dataset), "--output", "unused",
                                    "--noise-ratio", "0.4", "--mask-ratio", "0.6", "--structure-noise-scale", "0.5",

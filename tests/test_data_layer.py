@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from snagkg.datasets import AlignmentPair, Graph, KnowledgeGraph, generate, SyntheticConfig
-from snagkg.datasets.alignment_pair import load_alignment_dataset
-from snagkg.datasets.names import entity_display_name, entity_name, uri_segment
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
-from snagkg.devices import device_name, select_device
-from snagkg.errors import SnagError
+from snagkg.data.datasets import AlignmentPair, Graph, KnowledgeGraph, generate, SyntheticConfig
+from snagkg.data.datasets.alignment_pair import load_alignment_dataset
+from snagkg.data.datasets.names import entity_display_name, entity_name, uri_segment
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.runtime.devices import device_name, select_device
+from snagkg.runtime.errors import SnagError
 from snagkg.features.relations import relation_bag, relation_counts
 from snagkg.features.text import char_bigrams
 
@@ -106,8 +106,8 @@ def test_devices():
                 call("cuda:0")
 
 
-@pytest.mark.parametrize("module", ["snagkg.tables", "snagkg.features.relations", "snagkg.datasets",
-                                    "snagkg.features.alignment", "snagkg.lines"])
+@pytest.mark.parametrize("module", ["snagkg.data.tables", "snagkg.features.relations", "snagkg.data.datasets",
+                                    "snagkg.features.alignment", "snagkg.data.lines"])
 def test_modules_import_alone(module):
     """No import cycle: each layer imports on its own in a fresh interpreter."""
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

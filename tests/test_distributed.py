@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import snagkg
-from snagkg import distributed
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
+from snagkg.training import distributed
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
 
 VENV_BIN = Path(sys.executable).parent
 TORCHRUN = VENV_BIN / "torchrun"
@@ -71,7 +71,7 @@ def test_sharded_gradient_equals_the_global_batch(tiny_dataset, monkeypatch, spa
     averaged, give the full batch's gradient - dense and sparse entity-table gradients alike."""
     overrides = {"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6}
     if sparse:
-        from snagkg.completion.config import CompletionConfig
+        from snagkg.tasks.completion.config import CompletionConfig
         if "entity_updates" not in CompletionConfig.__dataclass_fields__:
             pytest.skip("no sparse entity-table updates in this tree")
         overrides["completion.entity_updates"] = "sparse"
@@ -108,7 +108,7 @@ def test_shard_rows_and_scale():
 
 
 def test_alignment_is_refused_under_a_launcher(monkeypatch, tmp_path, capsys):
-    from snagkg.cli import main
+    from snagkg.cli.main import main
     monkeypatch.setenv("WORLD_SIZE", "2")
     code = main(["train", "--task", "alignment", "--dataset", "synthetic", "--output", str(tmp_path / "al")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from snagkg.encoder import READOUTS, ModalityEncoder
+from snagkg.core.encoder import READOUTS, ModalityEncoder
 
 
 def inputs(n=6):
@@ -48,7 +48,7 @@ def test_registry_reports_unknown_names():
 @pytest.mark.parametrize("layers", [2, 3])
 def test_linear_projection_chain_is_folded_exactly(layers):
     """activation "none": one product with the folded weight, same value and gradients as the chain."""
-    from snagkg.encoder import Projection
+    from snagkg.core.encoder import Projection
     torch.manual_seed(1)
     p = Projection(5, 4, layers, "none").double()
     assert p.folded
@@ -66,7 +66,7 @@ def test_linear_projection_chain_is_folded_exactly(layers):
 
 
 def test_gelu_projection_keeps_parameter_names_and_differs():
-    from snagkg.encoder import Projection
+    from snagkg.core.encoder import Projection
     torch.manual_seed(2)
     lin, gelu = Projection(5, 4, 2, "none"), Projection(5, 4, 2, "gelu")
     assert list(lin.state_dict()) == list(gelu.state_dict())  # old checkpoints load into either

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import snagkg
-from snagkg.cli import main
+from snagkg.cli.main import main
 
 
 def run_cli(args, capsys):

@@ -9,10 +9,10 @@ from typing import List
 import numpy as np
 import pytest
 
-from snagkg.cli import main
-from snagkg.datasets.names import entity_display_name, name_aliases
+from snagkg.cli.main import main
+from snagkg.data.datasets.names import entity_display_name, name_aliases
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS, TextEncoder
-from snagkg.tables import load_feature_dir
+from snagkg.data.feature_dir import load_feature_dir
 
 ENTITIES = [
     "<http://dbpedia.org/resource/Barack_Obama>",
@@ -258,7 +258,7 @@ def test_relations_counts(ds, capsys):
     np.testing.assert_array_equal(values[:5], expected)
     assert np.isnan(values[5]).all()
     assert (ds / "features" / "relation.missing.txt").read_text() == "5\n"
-    from snagkg.datasets import read_openke
+    from snagkg.data.datasets import read_openke
 
     kg = read_openke(ds)
     assert kg.features["relation"].missing.tolist() == [False] * 5 + [True]
@@ -303,7 +303,7 @@ def random_graph(d: Path, n_ent: int = 40, draws: int = 400):
 def test_relations_without_the_triples_train_holds_out(tmp_path, capsys):
     """--valid-from-train F --split-seed S counts over exactly the train split that `snagkg train`
     with the same two options trains on: the held-out validation triples are not in the features."""
-    from snagkg.datasets import load_completion_dataset
+    from snagkg.data.datasets import load_completion_dataset
     from snagkg.features.relations import relation_counts
 
     d, rows = random_graph(tmp_path / "g")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from snagkg.cli import main
-from snagkg.tables import load_feature_dir
+from snagkg.cli.main import main
+from snagkg.data.feature_dir import load_feature_dir
 
 ENTITIES = [
     "<http://dbpedia.org/resource/Barack_Obama>",
@@ -169,7 +169,7 @@ def test_custom_output_and_dataset_loads(ds, tmp_path, capsys):
     np.save(tmp_path / "img.npy", table())
     out = ds / "features" / "image.npy"
     ok(capsys, ds, tmp_path / "img.npy", "--output", str(out))
-    from snagkg.datasets import read_openke
+    from snagkg.data.datasets import read_openke
 
     assert read_openke(ds).features["image"].dim == 4
 
@@ -345,8 +345,8 @@ def test_ambiguous_alias(tmp_path, capsys):
 @pytest.mark.parametrize("layout", ["dbp15k", "openea"])
 def test_import_into_alignment_folder_rows_follow_entities(tmp_path, capsys, layout):
     """`features import` on a DBP15K / OpenEA folder: rows in the unified id space, matched by URI."""
-    from snagkg.datasets.alignment_pair import load_alignment_dataset
-    from snagkg.datasets.synthetic_pair import write_synthetic_pair
+    from snagkg.data.datasets.alignment_pair import load_alignment_dataset
+    from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 
     folder = write_synthetic_pair(tmp_path / "pair", entities=40, seed=3, permute_ids=True, layout=layout)
     pair = load_alignment_dataset(str(folder))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import snagkg
-from snagkg.cli import main
-from snagkg.datasets import load_completion_dataset, read_openke
-from snagkg.errors import SnagError
+from snagkg.cli.main import main
+from snagkg.data.datasets import load_completion_dataset, read_openke
+from snagkg.runtime.errors import SnagError
 
 from conftest import make_openke
 
@@ -240,7 +240,7 @@ def test_config_keys_reload_the_same_dataset(tmp_path):
     y.write_text(snagkg.config.dump(cfg))
     again = snagkg.config.load_run_config(y)
     assert again == cfg
-    from snagkg.run import build_task
+    from snagkg.api.run import build_task
     a, b = build_task(cfg, device="cpu").kg, build_task(again, device="cpu").kg
     assert np.array_equal(a.valid, b.valid) and a.relations == ["knows", "likes", "near"]
     y.write_text("dataset_split: 0.5,0.1,0.1\n")

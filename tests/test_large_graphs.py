@@ -3,7 +3,6 @@ and sparse entity-table updates that touch only a batch's rows."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +10,13 @@ import torch
 
 import snagkg
 from _fixtures_reliability import run_main
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
-from snagkg.errors import SnagError
-from snagkg.mapped import MappedFeatureTable, open_feature_table, streamed_statistics
-from snagkg.sparse import SplitOptimizer, clip_gradients
-from snagkg.tables import load_feature_dir, make_table
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
+from snagkg.runtime.errors import SnagError
+from snagkg.data.mapped import MappedFeatureTable, open_feature_table, streamed_statistics
+from snagkg.training.sparse import SplitOptimizer, clip_gradients
+from snagkg.data.feature_dir import load_feature_dir
+from snagkg.data.tables import make_table
 
 
 def _task(folder, storage="memory", updates="dense", **extra):

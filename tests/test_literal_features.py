@@ -105,9 +105,9 @@ def test_descriptions_from_a_literal_property(uri_graph, capsys):
 
 def test_names_file_for_an_alignment_pair_is_used_by_training(tmp_path, capsys):
     import snagkg
-    from snagkg import config as C
-    from snagkg.datasets.alignment_pair import load_alignment_dataset
-    from snagkg.datasets.synthetic_pair import write_synthetic_pair
+    from snagkg.config import schema as C
+    from snagkg.data.datasets.alignment_pair import load_alignment_dataset
+    from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
     from snagkg.features.alignment import build_tables, default_modalities, resolve_modalities
 
     folder = write_synthetic_pair(tmp_path / "pair", entities=60, seed=2, permute_ids=True)

@@ -1,5 +1,4 @@
 """The method's point on the synthetic MMKG: modalities help, clearly."""
-import pytest
 
 import snagkg
 

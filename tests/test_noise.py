@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from snagkg.noise import ModalityNoise, blend, gauss_modality_noise
+from snagkg.core.noise import ModalityNoise, blend, gauss_modality_noise
 
 
 def table(n=4000, d=8, seed=0):

@@ -5,10 +5,10 @@ import itertools
 import pytest
 import torch
 
-from snagkg import kernels
-from snagkg.completion.scorers import RotatE
-from snagkg.evaluation import FilterIndex, evaluate_ranking, rank_triples
-from snagkg.ranking import summarize
+from snagkg.runtime import kernels
+from snagkg.tasks.completion.scorers import RotatE
+from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking, rank_triples
+from snagkg.evaluation.ranking import summarize
 
 
 def brute_force(vecs, scorer, triples, known, ties):
@@ -118,7 +118,7 @@ def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk, device):
 
 def test_compile_time_is_reported_apart_from_the_ranking(tiny_graph, monkeypatch):
     """The first compiled call of a kernel variant counts as ``compile_seconds``, not ``seconds``."""
-    from snagkg import kernels
+    from snagkg.runtime import kernels
 
     calls = []
     real = kernels.CompiledFunction.__call__
@@ -129,8 +129,8 @@ def test_compile_time_is_reported_apart_from_the_ranking(tiny_graph, monkeypatch
             kernels._COMPILE_SECONDS[0] += 0.5  # as if compiling had taken half a second
         return real(self, *args, compiled=compiled)
 
-    from snagkg import evaluation
-    from snagkg.completion import scorers
+    from snagkg.tasks.completion import evaluation
+    from snagkg.tasks.completion import scorers
     monkeypatch.setattr(kernels.CompiledFunction, "__call__", slow_first)
     monkeypatch.setattr(kernels, "COMPILE_MIN_WORK", 0)
     for kernel in (evaluation._counts, kernels._pairwise, scorers._query_kernel):

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from snagkg.cli import main
-from snagkg.datasets import load_completion_dataset, read_openke
-from snagkg.errors import SnagError
+from snagkg.cli.main import main
+from snagkg.data.datasets import load_completion_dataset, read_openke
+from snagkg.runtime.errors import SnagError
 
 from test_labelled import graph_rows, names, one_error, write_tsv
 

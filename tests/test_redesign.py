@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.cli import main
-from snagkg.representation import MultiModalEntityRepresentation
+from snagkg.cli.main import main
+from snagkg.core.representation import MultiModalEntityRepresentation
 
 DATA = Path(__file__).parent / "data"
 PINS = json.loads((DATA / "redesign_pins.json").read_text())
@@ -85,8 +85,8 @@ def test_run_folder_from_before_the_redesign_loads_evaluates_and_resumes(kind, t
 
 
 def test_both_tasks_hold_the_same_representation_class(tmp_path):
-    from snagkg.alignment.model import AlignmentModel
-    from snagkg.completion.model import CompletionModel
+    from snagkg.tasks.alignment.model import AlignmentModel
+    from snagkg.tasks.completion.model import CompletionModel
 
     comp = snagkg.load_run(_legacy_copy("completion", tmp_path), device="cpu").model
     align = snagkg.load_run(_legacy_copy("alignment", tmp_path), device="cpu").model
@@ -117,7 +117,7 @@ def test_noise_is_applied_in_one_method_only():
 
 
 def _alignment_cfg(pair, **extra):
-    from snagkg import config as C
+    from snagkg.config import schema as C
     o = {"task": "alignment", "dataset": str(pair), "seed": 1, "encoder.hidden": 16,
          "alignment.structure_dim": 16, "alignment.char_vocab": 100, "alignment.valid_ratio": 0.3,
          "train.batch_size": 256, "train.epochs": 2, "train.eval_every": 1, "modalities": "structure,char",
@@ -128,13 +128,13 @@ def _alignment_cfg(pair, **extra):
 
 @pytest.fixture(scope="module")
 def small_pair(tmp_path_factory):
-    from snagkg.datasets import write_synthetic_pair
+    from snagkg.data.datasets import write_synthetic_pair
     return write_synthetic_pair(tmp_path_factory.mktemp("pair") / "p", entities=60, seed=3, permute_ids=True)
 
 
 @pytest.mark.parametrize("readout", ["mean", "attention_weighted", "graph"])
 def test_alignment_honours_the_readout(small_pair, readout, tmp_path):
-    from snagkg.encoder import READOUTS
+    from snagkg.core.encoder import READOUTS
     res = snagkg.train(_alignment_cfg(small_pair, **{"encoder.readout": readout}), tmp_path / "r",
                        progress=False, echo=lambda s: None)
     task = snagkg.load_run(tmp_path / "r", device="cpu")
@@ -145,7 +145,7 @@ def test_alignment_honours_the_readout(small_pair, readout, tmp_path):
 
 
 def test_alignment_without_fusion_and_in_bf16(small_pair, tmp_path):
-    from snagkg.encoder import NoFusion
+    from snagkg.core.encoder import NoFusion
     plain = snagkg.train(_alignment_cfg(small_pair, **{"encoder.fusion": False, "modalities": "structure"}),
                          tmp_path / "plain", progress=False, echo=lambda s: None)
     task = snagkg.load_run(tmp_path / "plain", device="cpu")

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import snagkg.io as sio
-from snagkg.errors import SnagError
-from snagkg.io import RunLock, atomic_write, save_numpy, save_torch, write_json, write_text
+import snagkg.runtime.io as sio
+from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import RunLock, atomic_write, save_numpy, save_torch, write_json, write_text
 
-from _fixtures_reliability import (TINY_CONFIG, assert_one_error, error_lines, run_cli_subprocess, run_main,
-                                   snapshot, subprocess_env, temp_files, write_tiny_openke)
+from _fixtures_reliability import (assert_one_error, error_lines, run_cli_subprocess, run_main,
+                                   snapshot, subprocess_env, temp_files)
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -168,8 +168,8 @@ def test_divergence_is_one_line_and_keeps_the_last_good_checkpoint(tiny, cfg_fil
                                                                   how):
     """A non-finite loss, or a parameter that became non-finite during an epoch (a finite loss
     with a nan gradient), stops training with one line before any checkpoint holds it."""
-    from snagkg.callbacks import NoiseRefresh
-    from snagkg.completion.task import CompletionTask
+    from snagkg.training.callbacks import NoiseRefresh
+    from snagkg.tasks.completion.task import CompletionTask
     out = tmp_path / "run"
     step, start, epochs = CompletionTask.step, NoiseRefresh.on_epoch_start, []
 
@@ -315,8 +315,8 @@ def _metrics(res: dict) -> dict:
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     """SIGKILL mid-run, then --resume: the final valid/test metrics equal an uninterrupted run's exactly (CPU)."""
-    from snagkg.datasets import write_openke
-    from snagkg.datasets.synthetic import SyntheticConfig, generate
+    from snagkg.data.datasets import write_openke
+    from snagkg.data.datasets.synthetic import SyntheticConfig, generate
 
     ds = tmp_path / "syn400"
     write_openke(generate(SyntheticConfig(num_entities=400), seed=0), ds)

@@ -12,14 +12,14 @@ from typing import Dict, List
 import pytest
 
 import snagkg
-from snagkg import config as C
-from snagkg.cli import main
-from snagkg.errors import SnagError
+from snagkg.config import schema as C
+from snagkg.cli.main import main
+from snagkg.runtime.errors import SnagError
 
 pytest.importorskip("jinja2")
 pytest.importorskip("matplotlib")
 
-from snagkg.report import write_report  # noqa: E402
+from snagkg.api.report import write_report  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 IMG = '<img src="data:image/png;base64,'
@@ -186,7 +186,7 @@ def test_model_that_cannot_load_is_noted(completion_run, tmp_path):
 
 
 def test_alignment_run(tmp_path):
-    from snagkg.datasets.synthetic_pair import write_synthetic_pair
+    from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 
     pair = write_synthetic_pair(tmp_path / "pair", entities=100, seed=3)
     cfg = C.resolve(preset="dbp15k", overrides={

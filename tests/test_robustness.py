@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import snagkg
-from snagkg import config as C
-from snagkg.cli import main
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
-from snagkg.robustness import RobustnessResult, parse_levels, perturbation, select_modalities, _draws
+from snagkg.config import schema as C
+from snagkg.cli.main import main
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.api.robustness import RobustnessResult, parse_levels, perturbation, select_modalities, _draws
 
 from conftest import make_openke
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.cli import main
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
+from snagkg.cli.main import main
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
 
 
 def _task(dataset, precision):
@@ -57,7 +57,7 @@ def test_bf16_run_through_cli_matches_fp32_quality(tiny_dataset, fast_config, tm
 @pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
 def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, tmp_path, capsys, monkeypatch,
                                                       native, warned):
-    from snagkg import kernels
+    from snagkg.runtime import kernels
     monkeypatch.setattr(kernels, "has_native_bf16", lambda device: native)
     for precision in ("bf16", "fp32"):
         code = main(["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--output",
@@ -72,7 +72,7 @@ def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, 
 
 
 def test_native_bf16_probe_reads_the_cpu_flags(monkeypatch):
-    from snagkg import kernels
+    from snagkg.runtime import kernels
     flags = {"amx_bf16": False, "avx512_bf16": False, "avx2": True}
     monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: flags)
     assert kernels.has_native_bf16("cpu") is False

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.config import resolve
-from snagkg.errors import SnagError
-from snagkg.tables import load_npy
+from snagkg.config.schema import resolve
+from snagkg.runtime.errors import SnagError
+from snagkg.data.tables import load_npy
 
 from _fixtures_reliability import (TINY_CONFIG, assert_one_error, run_cli_subprocess, run_main, snapshot,
                                    write_tiny_openke)

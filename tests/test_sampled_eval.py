@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.cli import main
-from snagkg.completion.scorers import RotatE
-from snagkg.evaluation import FilterIndex, bounded_pairwise, evaluate_ranking, rank_triples
-from snagkg import sampled
-from snagkg.sampled import block_seed, block_size, sample_candidates, sampled_ranks
+from snagkg.cli.main import main
+from snagkg.tasks.completion.scorers import RotatE
+from snagkg.tasks.completion.evaluation import FilterIndex, bounded_pairwise, evaluate_ranking, rank_triples
+from snagkg.tasks.completion import sampled_evaluation as sampled
+from snagkg.tasks.completion.sampled_evaluation import block_seed, block_size, sample_candidates, sampled_ranks
 
 from conftest import make_openke
 

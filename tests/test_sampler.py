@@ -1,6 +1,6 @@
 import torch
 
-from snagkg.completion.sampler import BernoulliNegativeSampler, TripleIndex, bernoulli_head_probability
+from snagkg.tasks.completion.sampler import BernoulliNegativeSampler, TripleIndex, bernoulli_head_probability
 
 
 def test_bernoulli_probability_one_to_many_and_many_to_one():

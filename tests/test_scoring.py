@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from snagkg.completion.loss import self_adversarial_loss
-from snagkg.completion.scorers import RotatE, complex_l1
-from snagkg.kernels import complex_l1_pairwise_eager
+from snagkg.tasks.completion.loss import self_adversarial_loss
+from snagkg.tasks.completion.scorers import RotatE, complex_l1
+from snagkg.runtime.kernels import complex_l1_pairwise_eager
 
 
 def as_complex(v):

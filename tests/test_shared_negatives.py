@@ -9,9 +9,8 @@ import torch
 
 import snagkg
 from _fixtures_reliability import run_main
-from snagkg.completion.sampler import (BernoulliNegativeSampler, SharedNegativeSampler, TripleIndex,
-                                       bernoulli_head_probability, make_sampler)
-from snagkg.errors import SnagError
+from snagkg.tasks.completion.sampler import BernoulliNegativeSampler, SharedNegativeSampler, TripleIndex, bernoulli_head_probability, make_sampler
+from snagkg.runtime.errors import SnagError
 
 
 def _graph(n_ent: int, n_rel: int, n_triples: int, seed: int = 0) -> torch.Tensor:

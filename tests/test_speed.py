@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 import snagkg
-from snagkg import kernels
-from snagkg.completion.loss import self_adversarial_loss
-from snagkg.completion.scorers import RotatE, SampledLoss, rotate_sampled_loss
-from snagkg.completion.task import CompletionTask
-from snagkg.datasets import read_openke
-from snagkg.encoder import FusionLayer, ModalityEncoder
-from snagkg.evaluation import FilterIndex, rank_triples
+from snagkg.runtime import kernels
+from snagkg.tasks.completion.loss import self_adversarial_loss
+from snagkg.tasks.completion.scorers import RotatE, SampledLoss, rotate_sampled_loss
+from snagkg.tasks.completion.task import CompletionTask
+from snagkg.data.datasets import read_openke
+from snagkg.core.encoder import FusionLayer, ModalityEncoder
+from snagkg.tasks.completion.evaluation import FilterIndex, rank_triples
 
 
 def _batch(n_ent=40, d=8, b=6, k=5, n_rel=3, dtype=torch.float32, seed=0):
@@ -308,7 +308,7 @@ def test_single_threaded_restores_the_thread_count():
 
 @pytest.mark.parametrize("filtered", [True, False])
 def test_sample_candidates_are_the_negatives_of_sample(filtered):
-    from snagkg.completion.sampler import BernoulliNegativeSampler
+    from snagkg.tasks.completion.sampler import BernoulliNegativeSampler
     g = torch.Generator().manual_seed(0)
     n = 15
     train = torch.stack([torch.randint(0, n, (300,), generator=g), torch.randint(0, 3, (300,), generator=g),

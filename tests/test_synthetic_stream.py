@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snagkg import lines
-from snagkg.cli import main
-from snagkg.datasets.graph import triple_keys
-from snagkg.datasets.openke import read_openke
-from snagkg.datasets.synthetic_stream import StreamOptions, _Latent, write_synthetic
-from snagkg.errors import SnagError
+from snagkg.data import lines
+from snagkg.cli.main import main
+from snagkg.data.datasets.graph import triple_keys
+from snagkg.data.datasets.openke import read_openke
+from snagkg.data.datasets.synthetic_stream import StreamOptions, _Latent, write_synthetic
+from snagkg.runtime.errors import SnagError
 
 N_ENT, N_TRI = 3000, 30000
 
@@ -96,7 +96,7 @@ def test_refuses_a_non_empty_output_unless_overwrite(tmp_path):
 
 
 def test_a_failed_run_leaves_no_half_dataset(tmp_path, monkeypatch):
-    from snagkg.datasets import synthetic_stream
+    from snagkg.data.datasets import synthetic_stream
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

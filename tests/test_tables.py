@@ -12,8 +12,8 @@ sys.path.insert(0, str(SCRIPT.parent))
 import tables  # noqa: E402
 
 import snagkg  # noqa: E402
-from snagkg import config as C  # noqa: E402
-from snagkg.results import Results  # noqa: E402
+from snagkg.config import schema as C  # noqa: E402
+from snagkg.api.results import Results  # noqa: E402
 
 COMPLETION_TEST = {"mrr": 0.335049, "mr": 310.2, "hits@1": 0.229123, "hits@3": 0.400149, "hits@10": 0.518104,
                    "count": 9902}

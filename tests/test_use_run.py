@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.cli import main
-from snagkg.errors import SnagError
-from snagkg.export import load_export
-from snagkg.lookup import NameIndex
-from snagkg.weights import modality_weights
+from snagkg.cli.main import main
+from snagkg.runtime.errors import SnagError
+from snagkg.api.export import load_export
+from snagkg.data.name_index import NameIndex
+from snagkg.api.modality_weights import modality_weights
 
 from conftest import make_openke
 

@@ -3,8 +3,8 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from conftest import make_openke
 import snagkg
-from snagkg import config as C
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.config import schema as C
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 root = Path("tests/data/legacy_runs"); shutil.rmtree(root, ignore_errors=True); root.mkdir(parents=True)
 ds = make_openke(Path("/tmp/legacy_ds"), num_entities=80, num_relations=4, seed=2)
 cfg = C.resolve(preset="synthetic", overrides={"dataset": str(ds), "seed": 1, "train.epochs": 2, "train.eval_every": 1,

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import snagkg
-from snagkg import config as C
-from snagkg.datasets.synthetic_pair import write_synthetic_pair
+from snagkg.config import schema as C
+from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 
 
 def runs(out: Path) -> dict:

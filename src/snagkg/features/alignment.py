@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from ..datasets.alignment_pair import RESERVED, AlignmentPair
-from ..errors import SnagError
-from ..tables import FeatureTable
-from .relations import attribute_bag, relation_bag
-from .text import char_bigrams, name_embeddings, text_encoder_available
+from snagkg.data.datasets.alignment_pair import RESERVED, AlignmentPair
+from snagkg.data.tables import FeatureTable
+from snagkg.features.relations import attribute_bag, relation_bag
+from snagkg.features.text import char_bigrams, name_embeddings, text_encoder_available
+from snagkg.runtime.errors import SnagError
 
 #: the modalities built from the graphs (a dataset's feature files may not use these names)
 BUILT = tuple(m for m in RESERVED if m != "structure")

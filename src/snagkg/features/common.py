@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from ..datasets.alignment_pair import detect_layout, load_alignment_dataset, unified_names
-from ..datasets.openke import RESERVED_MODALITIES
-from ..errors import SnagError
-from ..lines import read_name_ids
+from snagkg.data.datasets.alignment_pair import (
+    detect_layout,
+    load_alignment_dataset,
+    unified_names,
+)
+from snagkg.data.datasets.openke import RESERVED_MODALITIES
+from snagkg.data.lines import read_name_ids
+from snagkg.runtime.errors import SnagError
 
 __all__ = ["RESERVED_MODALITIES", "FeatureSummary", "check_modality_name", "dataset_folder", "output_path",
            "read_entity_names"]

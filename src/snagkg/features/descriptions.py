@@ -24,15 +24,20 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..datasets.names import entity_display_name
-from ..devices import device_name
-from ..errors import SnagError
-from ..lines import read_lines
-from ..tables import save_feature_table
-from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
-from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
-from .literals import EntityIndex, literals_path, read_literals
-from .text import encode_texts
+from snagkg.data.datasets.names import entity_display_name
+from snagkg.data.lines import read_lines
+from snagkg.data.tables import save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, get_extractor
+from snagkg.features.literals import EntityIndex, literals_path, read_literals
+from snagkg.features.text import encode_texts
+from snagkg.runtime.devices import device_name
+from snagkg.runtime.errors import SnagError
 
 AGGREGATES = ("join", "mean")
 FALLBACKS = ("none", "names")

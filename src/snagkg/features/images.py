@@ -26,19 +26,31 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from ..devices import device_name
-from ..errors import SnagError
-from ..lines import read_lines
-from ..tables import save_feature_table
-from .common import FeatureSummary, check_modality_name, dataset_folder, output_path, read_entity_names
-from .image_encoders import DEFAULT_IMAGE_ENCODER, ImageEncoder, get_image_encoder
-from .literals import EntityIndex
+from snagkg.data.lines import read_lines
+from snagkg.data.tables import save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    check_modality_name,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.features.image_encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    ImageEncoder,
+    get_image_encoder,
+)
+from snagkg.features.literals import EntityIndex
+from snagkg.runtime.devices import device_name
+from snagkg.runtime.errors import SnagError
 
 
 def _pil():
     try:
-        from PIL import Image
+        from PIL import Image  # deferred: optional extra [image]
     except ImportError:
         raise SnagError("reading images needs Pillow: pip install 'snagkg[image]'") from None
     return Image
@@ -128,8 +140,6 @@ def build_image_features(dataset, images, encoder: str = DEFAULT_IMAGE_ENCODER, 
                          warn: Optional[Callable[[str], None]] = None) -> FeatureSummary:
     """Write ``<modality>.npy`` (+ missing list) from image files (module docstring); warnings go to ``warn``
     (default: a line on stderr)."""
-    import torch
-    from tqdm import tqdm
 
     warn = warn or (lambda s: print(s, file=sys.stderr))
     if batch_size < 1:

@@ -32,16 +32,23 @@ import contextlib
 import importlib
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+import torch
 
-from ..datasets.names import name_aliases
-from ..errors import SnagError
-from ..tables import load_npy, save_feature_table
-from .common import (FeatureSummary, check_modality_name, dataset_folder, output_path,
-                     read_entity_names)
+from snagkg.data.datasets.names import name_aliases
+from snagkg.data.tables import load_npy, save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    check_modality_name,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.runtime.errors import SnagError
 
 SUFFIXES = {".npy": "npy", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".pkl": "pickle", ".pickle": "pickle"}
 PICKLE_REFUSED = ("refusing to open a pickle without --trust-pickle: unpickling runs whatever code the file "
@@ -56,7 +63,6 @@ def _short(key: Any, limit: int = 60) -> str:
 # ----------------------------------------------------------------------------- loading
 
 def _load_npz(path: Path, key: Optional[str]) -> np.ndarray:
-    import zipfile
 
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -111,7 +117,6 @@ def _why_refused(exc: BaseException) -> str:
 
 
 def _load_torch(path: Path, trust_pickle: bool) -> Any:
-    import torch
 
     safe = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
@@ -196,7 +201,6 @@ def _is_tensor(x: Any) -> bool:
 
 def _to_numpy(x: Any) -> np.ndarray:
     if _is_tensor(x):
-        import torch
 
         t = x.detach().cpu()
         if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):

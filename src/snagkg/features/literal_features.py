@@ -30,10 +30,15 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import SnagError
-from ..tables import save_feature_table
-from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
-from .literals import EntityIndex, Literal, literals_path, read_literals
+from snagkg.data.tables import save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.features.literals import EntityIndex, Literal, literals_path, read_literals
+from snagkg.runtime.errors import SnagError
 
 SCALES = ("zscore", "minmax")
 Z_CLIP = 5.0

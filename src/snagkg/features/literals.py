@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..datasets.names import name_aliases
-from ..errors import SnagError
-from ..lines import read_lines
+from snagkg.data.datasets.names import name_aliases
+from snagkg.data.lines import read_lines
+from snagkg.runtime.errors import SnagError
 
 #: prefixes understood in ``--property`` and in property columns
 PREFIXES = {

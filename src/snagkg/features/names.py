@@ -27,14 +27,19 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..datasets.names import entity_name
-from ..devices import device_name
-from ..errors import SnagError
-from ..tables import save_feature_table
-from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
-from .descriptions import encode_texts, read_descriptions
-from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
-from .literals import EntityIndex
+from snagkg.data.datasets.names import entity_name
+from snagkg.data.tables import save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.features.descriptions import encode_texts, read_descriptions
+from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, get_extractor
+from snagkg.features.literals import EntityIndex
+from snagkg.runtime.devices import device_name
+from snagkg.runtime.errors import SnagError
 
 
 def _text(value, path: Path, where: str) -> str:

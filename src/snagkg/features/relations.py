@@ -30,10 +30,12 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import SnagError
-from ..io import write_text
-from ..tables import FeatureTable, make_table, save_feature_table
-from .common import FeatureSummary, dataset_folder, output_path
+from snagkg.data.datasets.named import apply_valid_from_train
+from snagkg.data.datasets.openke import read_openke
+from snagkg.data.tables import FeatureTable, make_table, save_feature_table
+from snagkg.features.common import FeatureSummary, dataset_folder, output_path
+from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import write_text
 
 MISSING_RULES = ("no_triple", "no_count")
 
@@ -113,8 +115,6 @@ def build_relation_features(dataset, top: int = 1000, output: Optional[str] = No
     --valid-from-train F --split-seed S`` holds out as its validation split (the same seeded
     draw), so that validation triples do not leak into the features either.
     """
-    from ..datasets.named import apply_valid_from_train
-    from ..datasets.openke import read_openke
 
     if top < 1:
         raise SnagError(f"--top must be at least 1, got {top}")

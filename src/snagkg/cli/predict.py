@@ -1,0 +1,79 @@
+"""``snagkg predict``: ranked tails or heads of a query, or scores of given triples, from a completion run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from snagkg.api.run import load_run
+from snagkg.config.schema import load_run_config
+from snagkg.runtime.errors import PathLike, SnagError
+from snagkg.tasks.completion.predict import (
+    FORMATS,
+    predict,
+    read_triples,
+    score_triples,
+)
+
+
+# -- the command line --------------------------------------------------------------------------------
+def _format(result: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result.to_dict())
+    if fmt == "tsv":
+        rows = result.to_rows()
+        cols = list(rows[0]) if rows else []
+        return "\n".join(["\t".join(cols)] + ["\t".join("" if r[c] is None else str(r[c]) for c in cols)
+                                               for r in rows])
+    return str(result)
+
+
+def load_completion_run(run: PathLike, device: Optional[str] = None) -> Any:
+    """:func:`snagkg.load_run` of a completion run; an alignment run is a one-line error."""
+
+    folder = Path(run)
+    cfg_path = folder / "config.yaml"
+    if folder.is_dir() and cfg_path.is_file():
+        task_name = load_run_config(cfg_path).task
+        if task_name != "completion":
+            raise SnagError(f"`snagkg predict` needs a completion run; this is an {task_name} run "
+                            "(use `snagkg align RUN --export pairs.tsv`)", folder)
+    return load_run(folder, device=device)
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """``snagkg predict RUN``: ranked tails (--head), ranked heads (--tail) or scores (--triples)."""
+    if a.triples is not None:
+        if a.head is not None or a.tail is not None or a.relation is not None:
+            raise SnagError("--triples scores a file; it takes no --head, --relation or --tail")
+        rows, numbers = read_triples(a.triples)
+        task = load_completion_run(a.run, a.device)
+        result: Any = score_triples(task, rows, path=a.triples, lines=numbers)
+    else:
+        if a.relation is None or (a.head is None) == (a.tail is None):
+            raise SnagError("predict: give --relation with one of --head or --tail, or --triples FILE")
+        task = load_completion_run(a.run, a.device)
+        result = predict(task, head=a.head, relation=a.relation, tail=a.tail, top=a.top,
+                         include_known=a.include_known)
+    sys.stdout.write(_format(result, a.format) + "\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``predict`` to the ``snagkg`` sub-commands ``sub`` (called by :func:`snagkg.cli.build_parser`)."""
+    p = sub.add_parser("predict", help="ranked tails or heads of a query, or scores of given triples, "
+                                       "from a completion run")
+    p.add_argument("run", help="run folder of a completion run")
+    p.add_argument("--head", help="rank tails of (HEAD, RELATION, ?)")
+    p.add_argument("--relation", help="relation name")
+    p.add_argument("--tail", help="rank heads of (?, RELATION, TAIL)")
+    p.add_argument("--triples", help="score the head<TAB>relation<TAB>tail rows of this file")
+    p.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--include-known", action="store_true",
+                   help="keep known true triples (train, valid, test) in the ranking")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the run's device setting)")
+    p.set_defaults(func=cmd_predict)
+

@@ -1,0 +1,29 @@
+"""``snagkg report``: one HTML page of runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from snagkg.api.report import INSTALL_HINT, write_report
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """``snagkg report``: write the HTML report; one line on stderr says where."""
+    out = write_report(a.runs, a.output, device=a.device, weights=not a.no_weights,
+                       progress=None if not a.no_progress else False)
+    print(f"report: {len(a.runs)} run{'s' if len(a.runs) != 1 else ''} -> {out}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``report`` to the ``snagkg`` sub-commands ``sub`` (called by :func:`snagkg.cli.build_parser`)."""
+    r = sub.add_parser("report", help="write a self-contained HTML report of one or more runs",
+                       description="Write one HTML file (plots embedded, no network needed) with each run's config, "
+                                   "training curves, final metrics, robustness curves (robustness.json) and "
+                                   f"modality-weight distribution; several runs are also compared. Needs {INSTALL_HINT}.")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders (written by snagkg train)")
+    r.add_argument("--output", required=True, help="HTML file to write, e.g. report.html")
+    r.add_argument("--device", default="cpu", help="device to load the models on for the modality weights (cpu)")
+    r.add_argument("--no-weights", action="store_true", help="do not load the models (no modality-weight plots)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_report)

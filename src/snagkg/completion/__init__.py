@@ -1,1 +1,0 @@
-"""Multi-modal knowledge graph completion: RotatE scorer, sampler, loss, model."""

@@ -1,0 +1,219 @@
+"""Crash-safe file writing and a run-folder lock.
+
+Every file the project writes goes through :func:`atomic_write`: the bytes go
+to a temporary file in the same folder, are flushed to disk, and the file is
+renamed into place. A crash therefore leaves the old version or the new one,
+never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Union
+
+import numpy as np
+import torch
+
+from snagkg.runtime.errors import SnagError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _fail(path: PathLike, exc: OSError) -> SnagError:
+    if exc.errno == errno.ENOSPC:
+        what = "no space left on device; the previous version is intact"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "cannot write here (permission denied or read-only)"
+    else:
+        what = f"cannot write: {exc.strerror or exc}"
+    return SnagError(what, path)
+
+
+_UMASK = None
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give (``mkstemp`` files are 0600)."""
+    global _UMASK
+    try:
+        return path.stat().st_mode & 0o7777  # replacing a file keeps its mode
+    except OSError:
+        pass
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every OS/filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` atomically; ``write`` receives a binary file object.
+
+    If anything fails (full disk, no permission, an exception inside
+    ``write``), the previous ``path`` is left as it was and the temporary
+    file is removed; an ``OSError`` becomes a one-line :class:`SnagError`.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _new_file_mode(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def append_line(path: PathLike, line: str) -> None:
+    """Append one line to a log by rewriting it atomically (logs are small)."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"  # never glue the new line onto an unterminated last line
+    write_bytes(path, old + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def save_torch(path: PathLike, obj: Any) -> None:
+    """``torch.save`` through :func:`atomic_write`.
+
+    The object is serialised in memory first: torch's zip writer reports a
+    failed write (full disk) as a generic ``RuntimeError``, while a plain
+    ``write`` of the bytes raises the ``OSError`` that :func:`atomic_write`
+    turns into a one-line error.
+    """
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def save_numpy(path: PathLike, array: Any) -> None:
+    """Save ``array`` as ``.npy`` at ``path`` atomically."""
+
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+class RunLock:
+    """An exclusive lock on a run folder (``.lock``), held by the OS.
+
+    The lock is an ``fcntl.flock`` on an open file: when the process dies,
+    even by ``kill -9``, the OS releases it, so a crash never leaves a run
+    stuck. A second process that tries to train into the same folder gets a
+    clear error.
+    """
+
+    def __init__(self, folder: PathLike):
+        self.path = Path(folder) / ".lock"
+        self._fh = None
+
+    def acquire(self) -> "RunLock":
+        """Take the folder's lock or raise a one-line error naming the process that holds it."""
+        try:
+            import fcntl  # deferred: POSIX only
+        except ImportError:  # pragma: no cover - Windows: no locking
+            return self
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(self.path, "a+")
+            except OSError as exc:
+                raise _fail(self.path, exc) from None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                raise SnagError(
+                    "another snagkg process is training into this folder (locked); wait for it or choose "
+                    "another --output", self.path.parent,
+                ) from None
+            # The holder we waited for may have unlinked the file just before we locked it:
+            # then our lock is on a dead inode, so start again with the current file.
+            try:
+                same = os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
+            fh.close()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        except OSError:
+            pass  # the pid is informational only
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (remove the lock file)."""
+        if self._fh is not None:
+            with contextlib.suppress(OSError):  # unlink while still holding the lock (see acquire)
+                self.path.unlink()
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def cleanup_on_error(folder: PathLike, created: bool) -> Iterator[None]:
+    """Remove ``folder`` if it was created by this run and the run fails before finishing setup."""
+    try:
+        yield
+    except BaseException:
+        if created:
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

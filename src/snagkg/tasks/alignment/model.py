@@ -1,0 +1,115 @@
+"""The SNAG alignment model (SPEC section 5): the shared entity representation, compared by CSLS.
+
+``AlignmentModel = MultiModalEntityRepresentation (structure: a 2-layer GAT over the union
+graph) + interaction (cosine with CSLS) + loss (ICL with uncertainty weights)``. The structure
+table is noised with ``noise.structure_scale`` times rho and eps (SPEC section 2).
+
+The iterative-learning state (links added so far, proposals pending) lives in two buffers, so
+it is saved with every checkpoint and restored on resume.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snagkg.core.checkpoints import rename_legacy_keys
+from snagkg.core.encoder import Fused
+from snagkg.core.interaction import LOSSES, Interaction
+from snagkg.core.representation import MultiModalEntityRepresentation
+from snagkg.tasks.alignment import loss as _losses  # noqa: F401  (registers the alignment losses)
+from snagkg.tasks.alignment.gat import EdgeIndex, GATStructure
+from snagkg.tasks.alignment.metrics import csls_block, csls_context
+
+DYNAMIC_BUFFERS = ("added_links", "pending_links")
+#: parameter names of checkpoints written before the shared representation existed
+LEGACY_KEYS = (("entity", "entities.structure.weight"), ("gat.", "entities.structure.gat."),
+               ("encoder.", "entities.encoder."), ("uncertainty.", "loss.uncertainty."))
+
+
+class CSLSInteraction(Interaction):
+    """Cosine similarity of L2-normalised vectors with cross-domain similarity local scaling (``k``
+    neighbours; ``k = 0``: plain cosine, times 2): ``csls(x, y) = 2 cos(x, y) - r_y(x) - r_x(y)``."""
+
+    name = "csls"
+
+    def __init__(self, k: int = 3):
+        super().__init__()
+        self.k = int(k)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``[n, m]`` CSLS scores of every row of ``x`` against every row of ``y`` (both sides' context
+        from these same rows)."""
+        rx, ry = csls_context(x, y, self.k)
+        return csls_block(x, y, rx, ry)
+
+
+class AlignmentModel(nn.Module):
+    """Entity representation (``entities``), ``interaction`` (CSLS), ``loss`` (ICL)."""
+
+    def __init__(self, num_entities: int, edges: EdgeIndex, tables: Mapping[str, Any],
+                 modalities: Sequence[str], cfg: Any):
+        super().__init__()
+        al = cfg.alignment
+        structure = None
+        if "structure" in modalities:
+            dim = al.structure_dim
+            structure = GATStructure(torch.randn(num_entities, dim) / math.sqrt(dim), edges, al.gat_layers,
+                                     al.gat_heads, al.gat_dropout)
+        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, cfg.encoder, cfg.noise,
+                                                       cfg.precision)
+        self.interaction = CSLSInteraction(al.csls_k)
+        self.loss = LOSSES.get("icl")(len(self.entities.modalities), al.temperature)
+        self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))
+        self.register_buffer("pending_links", torch.zeros(0, 2, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        rename_legacy_keys(state_dict, prefix, LEGACY_KEYS)
+        for name in DYNAMIC_BUFFERS:  # variable-length buffers: take the saved shape
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.zeros_like(state_dict[key], device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    @property
+    def modalities(self):
+        """The representation's modalities, in token order."""
+        return self.entities.modalities
+
+    def refresh_noise(self, generator: Optional[torch.Generator] = None) -> None:
+        """Draw new modality noise (see :meth:`MultiModalEntityRepresentation.refresh_noise`)."""
+        self.entities.refresh_noise(generator)
+
+    def fuse(self, index: Optional[torch.Tensor] = None) -> Fused:
+        """The representation's :class:`Fused` output for ``index`` (all entities by default)."""
+        return self.entities(index)
+
+    @torch.no_grad()
+    def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Clean (eval mode), L2-normalised readout vectors of ``index`` (all by default), float32."""
+        was = self.training
+        self.eval()
+        try:
+            return F.normalize(self.fuse(index).vector.float(), dim=-1)
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def modality_weights(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-entity modality confidence ``[n, M]`` (clean inputs), columns in ``self.modalities`` order."""
+        return self.entities.modality_weights(index)
+
+    def link_loss(self, links: torch.Tensor) -> torch.Tensor:
+        """The training objective on a batch of links ``[B, 2]``."""
+        fused = self.fuse(torch.cat([links[:, 0], links[:, 1]]))
+        with self.entities.autocast():
+            return self.loss(fused, links.shape[0]).float()
+
+    def parameter_count(self) -> int:
+        """Number of trainable parameters (entity table included)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,255 @@
+"""Use a trained completion model: ranked tails or heads of a query, and scores of given triples.
+
+::
+
+    task = snagkg.load_run("runs/db15k")
+    print(task.predict(head="Barack_Obama", relation="birthPlace", top=5))
+    task.score_triples([("Barack_Obama", "birthPlace", "Honolulu")])
+
+Names are found by :class:`snagkg.lookup.NameIndex` (exact, then the URI tail or display name,
+then case-insensitively). Every candidate is scored at once: the fused vectors of all entities are
+computed once per task (and kept on it), the query is one ``interaction.query`` and the distances to
+the whole table one ``interaction.pairwise``; the score is ``margin - distance``. Known true triples
+(train, valid and test) are left out of a ranking unless ``include_known``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from snagkg.data.name_index import NameIndex
+from snagkg.runtime.errors import PathLike, SnagError
+from snagkg.runtime.kernels import use_compiled
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("table", "json", "tsv")
+
+
+@dataclass
+class PredictionRow:
+    """One ranked candidate: its ``rank`` (1 = best), entity ``id`` and ``name``, ``score``
+    (``margin - distance``), whether the triple is ``known`` and in which ``split``."""
+
+    rank: int
+    id: int
+    name: str
+    score: float
+    known: bool
+    split: Optional[str] = None
+
+
+@dataclass
+class Prediction:
+    """Ranked answers to ``(head, relation, ?)`` (``direction="tail"``) or ``(?, relation, tail)``."""
+
+    direction: str
+    head: Optional[str]
+    relation: str
+    tail: Optional[str]
+    include_known: bool
+    rows: List[PredictionRow] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict: the query and the rows."""
+        return {"query": {"head": self.head, "relation": self.relation, "tail": self.tail,
+                          "predict": self.direction, "include_known": self.include_known},
+                "rows": [asdict(r) for r in self.rows]}
+
+    def to_rows(self) -> List[Dict[str, Any]]:
+        """The rows as dicts (rank, id, name, score, known, split)."""
+        return [asdict(r) for r in self.rows]
+
+    def __str__(self) -> str:
+        q = (f"({self.head}, {self.relation}, ?)" if self.direction == "tail"
+             else f"(?, {self.relation}, {self.tail})")
+        return q + "\n" + _table(["rank", self.direction, "score", "known"],
+                                 [[r.rank, r.name, f"{r.score:.4f}", r.split or "-"] for r in self.rows])
+
+
+@dataclass
+class TripleScore:
+    """The score of one given triple (names as resolved) and whether it is known."""
+
+    head: str
+    relation: str
+    tail: str
+    score: float
+    known: bool
+    split: Optional[str] = None
+
+
+@dataclass
+class TripleScores:
+    """Scores of given triples, in input order."""
+
+    rows: List[TripleScore] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict with the rows."""
+        return {"rows": self.to_rows()}
+
+    def to_rows(self) -> List[Dict[str, Any]]:
+        """The rows as dicts (head, relation, tail, score, known, split)."""
+        return [asdict(r) for r in self.rows]
+
+    def __str__(self) -> str:
+        return _table(["head", "relation", "tail", "score", "known"],
+                      [[r.head, r.relation, r.tail, f"{r.score:.4f}", r.split or "-"] for r in self.rows])
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    width = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in cells)
+
+
+# -- what a prediction needs, computed once per task -------------------------------------------------
+class _State:
+    """The fused vectors, name indices and known-triple keys of one task (kept on the task)."""
+
+    def __init__(self, task: Any):
+        kg = task.kg
+        self.vectors = task.entity_vectors()
+        self.entities = NameIndex(kg.entities, "entity")
+        self.relations = NameIndex(kg.relations, "relation")
+        self.n_ent, self.n_rel = kg.num_entities, kg.num_relations
+        keys, split = [], []
+        for i, name in enumerate(SPLITS):
+            t = np.asarray(kg.split(name), dtype=np.int64).reshape(-1, 3)
+            keys.append(self.key(t[:, 0], t[:, 1], t[:, 2]))
+            split.append(np.full(len(t), i, dtype=np.int64))
+        key, lab = np.concatenate(keys), np.concatenate(split)
+        order = np.lexsort((lab, key))  # a triple in two splits: the first split wins
+        key, lab = key[order], lab[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        self.known_keys, self.known_split = key[first], lab[first]
+
+    def key(self, h: Any, r: Any, t: Any) -> np.ndarray:
+        """One int64 key per triple."""
+        return (np.asarray(h, dtype=np.int64) * self.n_rel + np.asarray(r, dtype=np.int64)) * self.n_ent \
+            + np.asarray(t, dtype=np.int64)
+
+    def splits_of(self, h: Any, r: Any, t: Any) -> List[Optional[str]]:
+        """The split of each triple ``(h[i], r[i], t[i])``, ``None`` where it is not known."""
+        k = np.atleast_1d(self.key(h, r, t))
+        if len(self.known_keys) == 0:
+            return [None] * len(k)
+        pos = np.searchsorted(self.known_keys, k).clip(max=len(self.known_keys) - 1)
+        hit = self.known_keys[pos] == k
+        return [SPLITS[int(self.known_split[p])] if ok else None for p, ok in zip(pos, hit)]
+
+
+def _state(task: Any) -> _State:
+    """The task's cached :class:`_State` (built on first use)."""
+    if getattr(task, "cfg", None) is not None and task.cfg.task != "completion":
+        raise SnagError(f"prediction needs a completion run, not {task.cfg.task}; for an alignment run use "
+                        "`snagkg align RUN --export pairs.tsv`")
+    state = getattr(task, "_prediction_state", None)
+    if state is None:
+        state = _State(task)
+        task._prediction_state = state
+    return state
+
+
+def clear_cache(task: Any) -> None:
+    """Forget the fused vectors kept on ``task`` (after changing its weights)."""
+    task.__dict__.pop("_prediction_state", None)
+
+
+# -- the API -----------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(task: Any, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
+            top: int = 10, include_known: bool = False) -> Prediction:
+    """The ``top`` best tails of ``(head, relation, ?)``, or heads of ``(?, relation, tail)``, by name.
+
+    Known true triples (train, valid, test) are left out unless ``include_known``.
+    """
+    if relation is None:
+        raise SnagError("a prediction needs a relation (--relation)")
+    if (head is None) == (tail is None):
+        raise SnagError("give exactly one of head (--head, to rank tails) and tail (--tail, to rank heads)")
+    if top < 1:
+        raise SnagError(f"--top must be at least 1, got {top}")
+    st = _state(task)
+    predict_tail = head is not None
+    anchor = st.entities.find(head if predict_tail else tail)  # type: ignore[arg-type]
+    rel = st.relations.find(relation)
+    vecs, sc = st.vectors, task.model.interaction
+    r = torch.tensor([rel], device=vecs.device)
+    q = sc.query(vecs[anchor:anchor + 1], r, predict_tail)
+    scores = (sc.margin - sc.pairwise(q, vecs, use_compiled(vecs.shape[0], vecs.shape[1]))[0]).float().cpu()
+    rows_known, known = task.filters.lookup(torch.tensor([anchor]), torch.tensor([rel]), predict_tail)
+    known_mask = torch.zeros(st.n_ent, dtype=torch.bool)
+    known_mask[known] = True
+    if not include_known:
+        scores = scores.masked_fill(known_mask, float("-inf"))
+    k = min(top, st.n_ent if include_known else int((~known_mask).sum()))
+    best = torch.topk(scores, k).indices.numpy() if k > 0 else np.zeros(0, dtype=np.int64)
+    hs = np.full(len(best), anchor) if predict_tail else best
+    ts = best if predict_tail else np.full(len(best), anchor)
+    splits = st.splits_of(hs, np.full(len(best), rel), ts)
+    names = task.kg.entities
+    rows = [PredictionRow(i + 1, int(e), names[int(e)], float(scores[int(e)]), bool(known_mask[int(e)]), s)
+            for i, (e, s) in enumerate(zip(best, splits))]
+    rel_name = task.kg.relations[rel]
+    return Prediction("tail" if predict_tail else "head", names[anchor] if predict_tail else None, rel_name,
+                      None if predict_tail else names[anchor], include_known, rows)
+
+
+@torch.no_grad()
+def score_triples(task: Any, rows: Iterable[Sequence[str]], path: Optional[PathLike] = None,
+                  lines: Optional[Sequence[int]] = None) -> TripleScores:
+    """Scores (``margin - distance``) of ``(head, relation, tail)`` name triples, all in one batch.
+
+    ``path`` and ``lines`` (one line number per row) place a bad name in the errors.
+    """
+    st = _state(task)
+    ids: List[Tuple[int, int, int]] = []
+    for i, row in enumerate(rows):
+        line = lines[i] if lines is not None else None
+        if len(row) != 3:
+            raise SnagError(f"expected head, relation, tail; got {len(row)} fields", path, line)
+        h, r, t = row
+        ids.append((st.entities.find(h, path, line), st.relations.find(r, path, line), st.entities.find(t, path, line)))
+    if not ids:
+        return TripleScores([])
+    idx = torch.tensor(ids, dtype=torch.long, device=st.vectors.device)
+    vecs, sc = st.vectors, task.model.interaction
+    q = sc.query(vecs[idx[:, 0]], idx[:, 1], True)
+    scores = (sc.margin - sc.distance(q, vecs[idx[:, 2]])).float().cpu().tolist()
+    arr = idx.cpu().numpy()
+    splits = st.splits_of(arr[:, 0], arr[:, 1], arr[:, 2])
+    ents, rels = task.kg.entities, task.kg.relations
+    return TripleScores([TripleScore(ents[h], rels[r], ents[t], s, sp is not None, sp)
+                         for (h, r, t), s, sp in zip(arr.tolist(), scores, splits)])
+
+
+def read_triples(path: PathLike) -> Tuple[List[List[str]], List[int]]:
+    """``head<TAB>relation<TAB>tail`` rows of a file (blank lines and ``#`` comments skipped), with
+    their line numbers; a line with another number of fields is an error naming file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise SnagError("triples file not found", p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SnagError(f"not UTF-8 text ({exc.reason})", p) from None
+    rows, numbers = [], []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in fields):
+            raise SnagError(f"expected head<TAB>relation<TAB>tail, got {len(fields)} tab-separated field(s)"
+                            if len(fields) != 3 else "empty field in head<TAB>relation<TAB>tail", p, n)
+        rows.append([f.strip() for f in fields])
+        numbers.append(n)
+    if not rows:
+        raise SnagError("no triples in file", p)
+    return rows, numbers
