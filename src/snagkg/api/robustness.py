@@ -11,6 +11,14 @@ Hits@k; alignment: CSLS Hits@1 and MRR):
   missing. Rows already missing at load time keep their fill.
 * ``--mode corrupt``: Gaussian noise scaled by the modality's std is added, ``x + sigma * z``.
 
+Which rows go first is the ``--pattern``:
+
+* ``uniform`` (default): a seeded random order of the entities.
+* ``long-tail``: the least-connected entities first (fewest training triples, ties in a seeded random
+  order), the usual real pattern, where obscure entities lack images and descriptions.
+* ``corrupt``: a seeded random order, each row replaced by a draw from ``N(mu, sigma)`` but NOT marked
+  missing: the model sees noisy values it cannot tell from real ones (noisy, not absent).
+
 The rows of a level include those of every lower level (one seeded permutation per modality), and
 the same ``z`` is used at every level. The tables are put back after each level and no saved file
 is changed. Results go to ``robustness.json``, ``robustness.csv`` and (with matplotlib)
@@ -25,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -35,6 +44,7 @@ from snagkg.runtime.io import write_bytes, write_json, write_text
 
 DEFAULT_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODES = ("drop", "corrupt")
+PATTERNS = ("uniform", "long-tail", "corrupt")
 PLOT_NOTE = "the plot robustness.png needs matplotlib: pip install 'snagkg[plot]'"
 
 
@@ -99,6 +109,7 @@ class RobustnessResult:
     mrr_lost: List[float]
     missing: List[Dict[str, float]] = field(default_factory=list)
     clean: Dict[str, Any] = field(default_factory=dict)
+    pattern: str = "uniform"
 
     def to_dict(self) -> Dict[str, Any]:
         """The result as a plain dict (what ``robustness.json`` holds)."""
@@ -126,14 +137,18 @@ class RobustnessResult:
         return buf.getvalue()
 
 
-def _draws(ent, modalities: Sequence[str], seed: int) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Per modality: a seeded row order, ``z`` for every row, the clean table and its ``mu``, ``sigma``."""
+def _draws(ent, modalities: Sequence[str], seed: int,
+           degrees: Optional[np.ndarray] = None) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Per modality: a seeded row order (with ``degrees``: the lowest degree first, ties in the seeded
+    order), ``z`` for every row, the clean table and its ``mu``, ``sigma``."""
 
     out = {}
     for m in modalities:
         table = ent.table(m).detach()
         gen = torch.Generator().manual_seed(modality_seed(seed, f"robustness/{m}"))
         perm = torch.randperm(table.shape[0], generator=gen)
+        if degrees is not None:  # stable sort by degree keeps the seeded order among equal degrees
+            perm = perm[torch.from_numpy(np.argsort(degrees[perm.numpy()], kind="stable"))]
         z = torch.randn(table.shape, generator=gen).to(table.device, torch.float32)
         if m == "structure":  # the trainable table's own statistics (there is no load-time fill)
             clean = table.float()
@@ -166,7 +181,7 @@ def _evaluate(task, split: str, limit: int) -> Dict[str, Any]:
 def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, Sequence[float]] = DEFAULT_LEVELS,
                mode: str = "drop", split: str = "test", seed: Optional[int] = None, limit: int = 0,
                device: Optional[str] = None, write: bool = True, progress: bool = False,
-               echo=None) -> RobustnessResult:
+               echo=None, pattern: str = "uniform") -> RobustnessResult:
     """Evaluate run ``run`` with a growing share of ``modality``'s rows dropped or corrupted.
 
     ``modality``: a modality of the run, a comma-separated list, or ``all`` (every feature
@@ -179,6 +194,10 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
 
     if mode not in MODES:
         raise SnagError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if pattern not in PATTERNS:
+        raise SnagError(f"--pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+    if pattern == "corrupt" and mode != "drop":
+        raise SnagError("--pattern corrupt replaces rows by N(mu, sigma) draws; it takes no --mode corrupt")
     if split not in ("valid", "test"):
         raise SnagError(f"split must be 'valid' or 'test', got {split!r}")
     if limit < 0:
@@ -189,7 +208,7 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
     ent = task.model.entities
     mods = select_modalities(ent.modalities, modality)
     seed = int(task.cfg.seed if seed is None else seed)
-    draws = _draws(ent, mods, seed)
+    draws = _draws(ent, mods, seed, task.kg.degrees() if pattern == "long-tail" else None)
 
     results: List[Dict[str, Any]] = []
     missing: List[Dict[str, float]] = []
@@ -200,7 +219,8 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
         with ExitStack() as stack:
             for m in mods:
                 rows, values = perturbation(ent, m, draws[m], level, mode)
-                stack.enter_context(ent.overridden_rows(m, rows, values, mark_missing=mode == "drop"))
+                stack.enter_context(ent.overridden_rows(m, rows, values,
+                                                        mark_missing=mode == "drop" and pattern != "corrupt"))
             missing.append({m: round(float(ent.missing(m).float().mean()), 6) for m in mods})
             results.append(_evaluate(task, split, limit))
         if bar is not None:
@@ -211,7 +231,7 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
     lost = [float(clean["mrr"]) - float(m["mrr"]) for m in results]
     result = RobustnessResult(run=str(folder), task=task.cfg.task, modalities=mods, mode=mode, split=split,
                               seed=seed, limit=limit, levels=levels, metrics=results, mrr_lost=lost,
-                              missing=missing, clean=clean)
+                              missing=missing, clean=clean, pattern=pattern)
     if write:
         write_outputs(result, folder, echo=echo)
     return result

@@ -5,15 +5,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from snagkg.api.robustness import DEFAULT_LEVELS, MODES, robustness
+from snagkg.api.robustness import DEFAULT_LEVELS, MODES, PATTERNS, robustness
 
 
 def cmd_robustness(a: argparse.Namespace) -> int:
     """``snagkg robustness RUN``: :func:`robustness`, then print the table and where the files are."""
-    res = robustness(a.run, modality=a.modality, levels=a.drop, mode=a.mode, split=a.split, seed=a.seed,
+    res = robustness(a.run, modality=a.modality, levels=a.drop, mode=a.mode, pattern=a.pattern, split=a.split,
+                     seed=a.seed,
                      limit=a.limit, device=a.device, progress=not a.no_progress and sys.stderr.isatty(),
                      echo=lambda s: print(s, file=sys.stderr))
-    what = "missing" if res.mode == "drop" else "corrupted"
+    what = "missing" if res.mode == "drop" and res.pattern != "corrupt" else "corrupted"
+    what += f" ({res.pattern})" if res.pattern != "uniform" else ""
     print(f"{res.task} run {a.run}: {res.split} split, {'+'.join(res.modalities)} {what} (seed {res.seed})")
     print(res.table())
     print(f"written: {Path(a.run) / 'robustness.json'}, robustness.csv", file=sys.stderr)
@@ -32,6 +34,10 @@ def register(sub) -> None:
     p.add_argument("--mode", default="drop", choices=MODES,
                    help="drop: refill from N(mu, sigma) and mark missing, as at load time; "
                         "corrupt: add sigma-scaled Gaussian noise (default: drop)")
+    p.add_argument("--pattern", default="uniform", choices=PATTERNS,
+                   help="which rows go first: uniform (a seeded random order; default), long-tail (the "
+                        "least-connected entities first) or corrupt (random rows replaced by N(mu, sigma) "
+                        "draws but not marked missing: noisy, not absent)")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--seed", type=int, help="seed of the row choice and the draws (default: the run's seed)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N triples (or links)")

@@ -47,6 +47,12 @@ class Graph:
         """``[n, 3]`` int64 ``(head, relation, tail)`` rows that feature builders may read."""
         raise NotImplementedError
 
+    def degrees(self) -> np.ndarray:
+        """How many :attr:`feature_triples` each entity takes part in (as head or tail), ``[num_entities]``."""
+        t = np.asarray(self.feature_triples, dtype=np.int64).reshape(-1, 3)
+        n = self.num_entities
+        return np.bincount(t[:, 0], minlength=n)[:n] + np.bincount(t[:, 2], minlength=n)[:n]
+
     def feature_summary(self) -> Dict[str, Dict[str, float]]:
         """Width and missing fraction of every feature table, by modality."""
         return {k: {"dim": t.dim, "missing": round(t.missing_fraction, 4)} for k, t in self.features.items()}

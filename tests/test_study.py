@@ -1,0 +1,211 @@
+"""Studies (snagkg.api.study, snagkg.api.study_summary, snagkg.evaluation.statistics, ``snagkg study``):
+the statistics against hand computations, a tiny study end to end with resume after a kill, SPEC
+errors, and the robustness patterns (long-tail, corrupt)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snagkg.api.robustness import _draws, robustness
+from snagkg.api.study import RANKS_FILE, load_spec, plan
+from snagkg.api.study_summary import summarize_study
+from snagkg.cli.main import main
+from snagkg.evaluation.statistics import Spread, paired_difference
+from snagkg.runtime.errors import SnagError
+
+from conftest import make_openke
+
+
+# -- statistics ----------------------------------------------------------------------------------------
+def test_spread_is_mean_and_sample_std():
+    s = Spread.of([0.30, 0.34, 0.35])
+    assert s.mean == pytest.approx(0.33)
+    assert s.std == pytest.approx(np.sqrt(((0.03 ** 2) + (0.01 ** 2) + (0.02 ** 2)) / 2))
+    assert (s.low, s.high, s.count) == (0.30, 0.35, 3)
+    assert Spread.of([0.5]).std == 0.0
+
+
+def test_paired_difference_by_hand():
+    rr_a = [np.array([1.0, 0.5, 0.25, 1.0]), np.array([1.0, 1.0, 0.5, 0.2])]
+    rr_b = [np.array([0.5, 0.5, 0.25, 1.0]), np.array([1.0, 0.5, 0.5, 0.2])]
+    d = paired_difference("a", "b", [1, 2], rr_a, rr_b, samples=4000)
+    # per seed: (0.5 + 0 + 0 + 0) / 4 = 0.125 and (0 + 0.5 + 0 + 0) / 4 = 0.125; pooled mean 1.0 / 8
+    assert d.mean == pytest.approx(0.125)
+    assert (d.seed_low, d.seed_high) == (pytest.approx(0.125), pytest.approx(0.125))
+    assert d.queries == 4 and d.seeds == [1, 2]
+    # the bootstrap mean of 8 values of which 2 are 0.5: its 2.5% quantile is 0 (no 0.5 drawn in
+    # (6/8)^8 = 10% of resamples), so the interval includes 0 and the difference is not resolved
+    assert d.low == 0.0 and d.high > d.mean and not d.resolved
+
+
+def test_paired_difference_resolved_when_every_query_moves_the_same_way():
+    rr_a = [np.full(50, 0.6), np.full(50, 0.7)]
+    rr_b = [np.full(50, 0.5), np.full(50, 0.5)]
+    d = paired_difference("a", "b", [1, 2], rr_a, rr_b)
+    assert d.mean == pytest.approx(0.15) and (d.seed_low, d.seed_high) == (pytest.approx(0.1), pytest.approx(0.2))
+    assert 0.1 <= d.low < d.mean < d.high <= 0.2 and d.resolved
+    flipped = paired_difference("b", "a", [1, 2], rr_b, rr_a)
+    assert flipped.mean == pytest.approx(-0.15) and flipped.high < 0 and flipped.resolved
+
+
+def test_paired_difference_needs_the_same_queries():
+    with pytest.raises(ValueError, match="same queries"):
+        paired_difference("a", "b", [1], [np.ones(3)], [np.ones(4)])
+
+
+# -- SPEC errors ---------------------------------------------------------------------------------------
+SPEC = """dataset: {dataset}
+config: {config}
+seeds: [1, 2]
+variants:
+  noise: {{}}
+  no-noise: {{noise: {{ratio: 0.0}}}}
+compare:
+  - [noise, no-noise]
+"""
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,where,what", [
+    ("dataset: x\nseeds: [1]\nvariants: {a: {}}\nextra: 1\n", 4, "unknown key 'extra'"),
+    ("dataset: x\nseeds: []\nvariants: {a: {}}\n", 2, "seeds must be a non-empty list"),
+    ("dataset: x\nseeds: [1, 1]\nvariants: {a: {}}\n", 2, "distinct"),
+    ("dataset: synthetic\nseeds: [1]\nvariants:\n  a: {}\ncompare:\n  - [a, b]\n", 5, "'b' is not a variant"),
+    ("dataset: synthetic\nseeds: [1]\nvariants:\n  a: {noise: {ratio: 2.0}}\n", 4, "variant 'a'"),
+    ("dataset: synthetic\nseeds: [1]\nvariants:\n  a/b: {}\n", 4, "variant name 'a/b'"),
+])
+def test_spec_errors_name_the_file_and_line(tmp_path, capsys, text, where, what):
+    spec = _spec(tmp_path, text)
+    assert main(["study", str(spec), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {spec}:{where}:") and what in err, err
+
+
+def test_a_changed_spec_for_a_trained_run_is_an_error(tmp_path):
+    ds = make_openke(tmp_path / "ds", num_entities=120)
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("encoder: {hidden: 16, heads: 2}\ntrain: {epochs: 1, batch_size: 256, negatives: 4}\n")
+    spec = load_spec(_spec(tmp_path, SPEC.format(dataset=ds, config=cfg)))
+    jobs = plan(spec, tmp_path / "out")
+    assert [(j.variant, j.seed) for j in jobs] == [("noise", 1), ("no-noise", 1), ("noise", 2), ("no-noise", 2)]
+    folder = jobs[1].folder
+    folder.mkdir(parents=True)
+    from snagkg.config import schema as C
+    (folder / "config.yaml").write_text(C.dump(spec.config_of("noise", 1)))  # trained with noise on
+    with pytest.raises(SnagError, match="other settings than the SPEC now asks for .*noise.ratio"):
+        plan(spec, tmp_path / "out")
+
+
+# -- a tiny study end to end ---------------------------------------------------------------------------
+def _run_cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "snagkg", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_tiny_study_resumes_after_a_kill_and_summarises_by_hand(tmp_path):
+    ds = make_openke(tmp_path / "ds", num_entities=150)
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("encoder: {hidden: 16, heads: 2}\n"
+                   "train: {epochs: 3, batch_size: 256, lr: 0.01, negatives: 4, eval_every: 1, patience: 5}\n")
+    spec = _spec(tmp_path, SPEC.format(dataset=ds, config=cfg))
+    out = tmp_path / "study"
+    # kill the study once the first run has a checkpoint
+    p = _run_cli(["study", str(spec), "--output", str(out), "--jobs", "1", "--no-progress"],
+                 start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "noise" / "seed-1" / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "no-noise" / "seed-2" / "results.json").exists()
+    done = _run_cli(["study", str(spec), "--output", str(out), "--jobs", "2", "--no-progress"])
+    stdout, stderr = done.communicate(timeout=600)
+    assert done.returncode == 0, stderr
+    assert "4 runs" in stderr
+    first = (out / "noise" / "seed-1" / RANKS_FILE).stat().st_mtime_ns
+    again = _run_cli(["study", str(spec), "--output", str(out), "--no-progress"])
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0 and "4 done, 0 to run" in stderr
+    assert (out / "noise" / "seed-1" / RANKS_FILE).stat().st_mtime_ns == first  # re-used, not redone
+
+    summary = summarize_study(out, samples=500)
+    tests = {(v, s): json.loads((out / v / f"seed-{s}" / "results.json").read_text())["test"]
+             for v in ("noise", "no-noise") for s in (1, 2)}
+    noise = next(v for v in summary.variants if v.name == "noise")
+    mrrs = [tests[("noise", s)]["mrr"] for s in (1, 2)]
+    assert noise.metrics["mrr"].mean == pytest.approx(np.mean(mrrs))
+    assert noise.metrics["mrr"].std == pytest.approx(np.std(mrrs, ddof=1))
+    # the saved ranks are the ranks the run's metrics were computed from
+    for (v, s), test in tests.items():
+        ranks = np.load(out / v / f"seed-{s}" / RANKS_FILE)
+        assert len(ranks) == 2 * test["count"]
+        assert (1.0 / ranks).mean() == pytest.approx(test["mrr"], abs=1e-6)
+    (d,) = summary.differences
+    by_seed = [tests[("noise", s)]["mrr"] - tests[("no-noise", s)]["mrr"] for s in (1, 2)]
+    assert d.mean == pytest.approx(np.mean(by_seed), abs=1e-6)
+    assert (d.seed_low, d.seed_high) == (pytest.approx(min(by_seed), abs=1e-6), pytest.approx(max(by_seed), abs=1e-6))
+    assert d.low <= d.mean <= d.high
+    text = (out / "summary.md").read_text()
+    assert "noise - no-noise" in text and ("not shown" in text) == (not d.resolved)
+
+
+# -- robustness patterns -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import snagkg
+    root = tmp_path_factory.mktemp("patterns")
+    ds = make_openke(root / "ds", num_entities=150)
+    cfg = snagkg.resolve_config(overrides={"dataset": str(ds), "encoder.hidden": 16, "train.epochs": 1,
+                                           "train.batch_size": 256, "train.negatives": 4, "seed": 1})
+    snagkg.train(cfg, root / "run", progress=False, echo=lambda s: None)
+    return root / "run"
+
+
+def test_long_tail_orders_rows_by_degree_lowest_first(tiny_run):
+    from snagkg.api.run import load_run
+    task = load_run(tiny_run)
+    ent = task.model.entities
+    degrees = task.kg.degrees()
+    assert degrees.sum() == 2 * len(task.kg.train)
+    uniform = _draws(ent, ["image"], seed=3)["image"]["perm"].numpy()
+    tail = _draws(ent, ["image"], seed=3, degrees=degrees)["image"]["perm"].numpy()
+    assert sorted(tail) == list(range(len(degrees)))
+    assert (np.diff(degrees[tail]) >= 0).all()                  # lowest degree first
+    assert not (np.diff(degrees[uniform]) >= 0).all()           # the uniform order is not sorted
+    low = degrees[tail[0]]
+    ties = tail[degrees[tail] == low]
+    assert list(ties) == [i for i in uniform if degrees[i] == low]  # ties keep the seeded order
+
+
+def test_corrupt_replaces_rows_but_leaves_the_missing_mask(tiny_run):
+    drop = robustness(tiny_run, modality="image", levels=[0, 1], pattern="uniform", write=False)
+    corrupt = robustness(tiny_run, modality="image", levels=[0, 1], pattern="corrupt", write=False)
+    base = drop.missing[0]["image"]
+    assert drop.missing[1]["image"] == 1.0 and base < 1.0
+    assert corrupt.missing[0]["image"] == corrupt.missing[1]["image"] == base
+    assert corrupt.metrics[1]["mrr"] != corrupt.metrics[0]["mrr"]  # the rows did change
+    assert corrupt.pattern == "corrupt"
+    long_tail = robustness(tiny_run, modality="image", levels=[0, 0.5], pattern="long-tail", write=False)
+    assert long_tail.missing[1]["image"] > base
+
+
+def test_pattern_errors(tiny_run, capsys):
+    assert main(["robustness", str(tiny_run), "--pattern", "corrupt", "--mode", "corrupt"]) == 2
+    assert "takes no --mode corrupt" in capsys.readouterr().err
+    with pytest.raises(SnagError, match="--pattern must be one of"):
+        robustness(tiny_run, pattern="random", write=False)
