@@ -60,6 +60,7 @@ class StudySpec:
     variants: Dict[str, Dict[str, Any]]
     preset: Optional[str] = None
     config: Optional[str] = None
+    base: Dict[str, Any] = field(default_factory=dict)          # overrides every variant starts from
     compare: Tuple[Tuple[str, str], ...] = ()
     intensity: Optional[Tuple[str, Tuple[str, ...]]] = None     # (dotted config key, variants)
     robustness: Optional[RobustnessSweep] = None
@@ -71,8 +72,9 @@ class StudySpec:
 
     def config_of(self, variant: str, seed: int) -> C.RunConfig:
         """The resolved run config of ``variant`` at ``seed`` (dataset made absolute)."""
+        merged = {**flatten(self.base), **flatten(self.variants[variant])}
         overrides = {k: (",".join(map(str, v)) if k == "modalities" and isinstance(v, list) else v)
-                     for k, v in flatten(self.variants[variant]).items()}
+                     for k, v in merged.items()}
         overrides.update({"dataset": self.dataset, "seed": seed})
         try:
             cfg = C.resolve(preset=self.preset, config_file=self.config, overrides=overrides)
@@ -97,7 +99,7 @@ def load_spec(path: PathLike) -> StudySpec:
     def line(*key: str) -> Optional[int]:
         return lines.get(tuple(key))
 
-    known = {"preset", "config", "dataset", "seeds", "variants", "compare", "intensity", "robustness"}
+    known = {"preset", "config", "base", "dataset", "seeds", "variants", "compare", "intensity", "robustness"}
     for key in data:
         if key not in known:
             raise SnagError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", src, line(key))
@@ -116,6 +118,8 @@ def load_spec(path: PathLike) -> StudySpec:
         if over is not None and not isinstance(over, dict):
             raise SnagError(f"variant {name!r} must be a mapping of config overrides", src, line("variants", name))
     variants = {k: dict(v or {}) for k, v in variants.items()}
+    if not isinstance(data.get("base") or {}, dict):
+        raise SnagError("base must be a mapping of config overrides", src, line("base"))
 
     def names(value: Any, what: str, *key: str) -> Tuple[str, ...]:
         items = _seq(value, what, src, line(*key))
@@ -151,7 +155,7 @@ def load_spec(path: PathLike) -> StudySpec:
         sweep = RobustnessSweep(names(rob.get("variants"), "robustness variants", "robustness", "variants"),
                                 tuple(str(m) for m in rob.get("modalities") or ("all",)), patterns, levels)
     spec = StudySpec(dataset=data["dataset"], seeds=tuple(seeds), variants=variants, preset=data.get("preset"),
-                     config=data.get("config"), compare=tuple(compare), intensity=intensity, robustness=sweep,
+                     config=data.get("config"), base=dict(data.get("base") or {}), compare=tuple(compare), intensity=intensity, robustness=sweep,
                      source=src, lines=dict(lines))
     for v in variants:  # every variant resolves (names the variant and line of a bad override)
         spec.config_of(v, seeds[0])
