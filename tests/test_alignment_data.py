@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from snagkg.data.datasets.alignment_pair import load_alignment_dataset
-from snagkg.data.datasets.names import entity_name
+from snagkg.data.uri_labels import entity_name
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 from snagkg.features.alignment import default_modalities, resolve_modalities
 from snagkg.features.relations import relation_bag

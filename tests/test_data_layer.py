@@ -10,7 +10,7 @@ import torch
 
 from snagkg.data.datasets import AlignmentPair, Graph, KnowledgeGraph, generate, SyntheticConfig
 from snagkg.data.datasets.alignment_pair import load_alignment_dataset
-from snagkg.data.datasets.names import entity_display_name, entity_name, uri_segment
+from snagkg.data.uri_labels import entity_display_name, entity_name, uri_segment
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 from snagkg.runtime.devices import device_name, select_device
 from snagkg.runtime.errors import SnagError

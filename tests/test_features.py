@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from snagkg.cli.main import main
-from snagkg.data.datasets.names import entity_display_name, name_aliases
+from snagkg.data.uri_labels import entity_display_name, name_aliases
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS, TextEncoder
 from snagkg.data.feature_dir import load_feature_dir
 

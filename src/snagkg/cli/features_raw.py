@@ -17,7 +17,7 @@ from snagkg.features.literal_features import (
     build_attribute_features,
     build_numeric_features,
 )
-from snagkg.features.names import build_name_features
+from snagkg.features.name_features import build_name_features
 from snagkg.runtime.errors import SnagError
 
 RAW_COMMANDS = ("image", "attributes", "numeric", "names")

@@ -3,7 +3,7 @@
 Descriptions come from
 
 * a TSV ``entity<TAB>text`` (``--from``): the entity is its name, another
-  spelling of it or its id (:class:`~snagkg.features.literals.EntityIndex`);
+  spelling of it or its id (:class:`~snagkg.data.name_index.NameIndex`);
   lines starting with ``#`` are comments; an entity the dataset does not
   have is a one-line error naming the file and line;
 * the literal rows of one property (``--property rdfs:comment`` or a full IRI)
@@ -24,9 +24,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from snagkg.data.datasets.names import entity_display_name
 from snagkg.data.lines import read_lines
+from snagkg.data.name_index import NameIndex
 from snagkg.data.tables import save_feature_table
+from snagkg.data.uri_labels import entity_display_name
 from snagkg.features.common import (
     FeatureSummary,
     dataset_folder,
@@ -34,7 +35,7 @@ from snagkg.features.common import (
     read_entity_names,
 )
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, get_extractor
-from snagkg.features.literals import EntityIndex, literals_path, read_literals
+from snagkg.features.literals import literals_path, read_literals
 from snagkg.features.text import encode_texts
 from snagkg.runtime.devices import device_name
 from snagkg.runtime.errors import SnagError
@@ -43,7 +44,7 @@ AGGREGATES = ("join", "mean")
 FALLBACKS = ("none", "names")
 
 
-def read_descriptions(path, index: EntityIndex) -> Dict[int, List[str]]:
+def read_descriptions(path, index: NameIndex) -> Dict[int, List[str]]:
     """``{row: [texts in file order]}`` from an ``entity<TAB>text`` file (module docstring)."""
     path = Path(path)
     out: Dict[int, List[str]] = {}
@@ -58,7 +59,7 @@ def read_descriptions(path, index: EntityIndex) -> Dict[int, List[str]]:
             raise SnagError("empty entity column", path, number)
         if not desc:
             raise SnagError("empty description", path, number)
-        row = index.find(ent, path, number)
+        row = index.lookup(ent, path, number)
         if row is None:
             raise SnagError(f"unknown entity {ent.strip()[:60]!r}: not a name or id of the dataset", path, number)
         out.setdefault(row, []).append(desc)
@@ -86,7 +87,7 @@ def build_description_features(dataset, source: Optional[str] = None, prop: Opti
     folder = dataset_folder(dataset, alignment=True)
     out = output_path(folder, "text", output)
     raw = read_entity_names(folder)
-    index = EntityIndex(raw)
+    index = NameIndex(raw)
     unknown = 0
     if source is not None:
         where = Path(source)

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from snagkg.data.lines import read_lines
+from snagkg.data.name_index import NameIndex
 from snagkg.data.tables import save_feature_table
 from snagkg.features.common import (
     FeatureSummary,
@@ -43,7 +44,6 @@ from snagkg.features.image_encoders import (
     ImageEncoder,
     get_image_encoder,
 )
-from snagkg.features.literals import EntityIndex
 from snagkg.runtime.devices import device_name
 from snagkg.runtime.errors import SnagError
 
@@ -66,7 +66,7 @@ def _is_image(p: Path, suffixes: set) -> bool:
     return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
 
 
-def collect_images(source, index: EntityIndex) -> Tuple[List[Tuple[int, Path]], int]:
+def collect_images(source, index: NameIndex) -> Tuple[List[Tuple[int, Path]], int]:
     """``([(entity row, image path)], image files naming no entity)`` for ``--images`` (module docstring)."""
     source = Path(source)
     if not source.exists():
@@ -80,7 +80,7 @@ def collect_images(source, index: EntityIndex) -> Tuple[List[Tuple[int, Path]], 
             parts = text.split("\t")
             if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
                 raise SnagError("expected 2 tab-separated columns (entity, image path)", source, number)
-            row = index.find(parts[0], source, number)
+            row = index.lookup(parts[0], source, number)
             if row is None:
                 raise SnagError(f"unknown entity {parts[0].strip()[:60]!r}: not a name or id of the dataset",
                                 source, number)
@@ -102,7 +102,7 @@ def collect_images(source, index: EntityIndex) -> Tuple[List[Tuple[int, Path]], 
         else:
             continue
         found += len(files)
-        row = index.find(key, entry) if files else None
+        row = index.lookup(key, entry) if files else None
         if row is None:
             unmatched += len(files)
             continue
@@ -148,7 +148,7 @@ def build_image_features(dataset, images, encoder: str = DEFAULT_IMAGE_ENCODER, 
     folder = dataset_folder(dataset, alignment=True)
     out = output_path(folder, modality, output)
     raw = read_entity_names(folder)
-    pairs, unmatched = collect_images(images, EntityIndex(raw))
+    pairs, unmatched = collect_images(images, NameIndex(raw))
     dev = device_name(device)
     enc = get_image_encoder(encoder)(None if weights is None else Path(weights), dev, seed)
     sums = np.zeros((len(raw), enc.dim), dtype=np.float64)

@@ -17,12 +17,13 @@ e.g. several images of an entity), which are averaged; an empty list means
 the entity has none (missing). ``--key`` picks one entry of an ``.npz``
 archive or of a dict before anything else happens.
 
-Dict keys are matched to entities by exact name as written in
-``entity2id.txt`` first, then by another spelling of that name (without
-``<>``, the URI tail such as ``Barack_Obama`` or ``Q42``, or the display name
-``Barack Obama``; see :func:`snagkg.datasets.names.name_aliases`), then a key
-of digits (or an integer key) is taken as an entity id. Entities no key
-matches are missing (NaN row + ``<modality>.missing.txt``). In an array, a
+Dict keys are matched to entities by :class:`snagkg.data.name_index.NameIndex`,
+the rule of every command: the exact name as written in ``entity2id.txt``
+first, then another spelling of it (without ``<>``, the URI tail such as
+``Barack_Obama`` or ``Q42``, the display name ``Barack Obama``), then those in
+any case, then a key of digits (or an integer key) as the entity id; a key
+that several entities share at that level is an error naming them. Entities
+no key matches are missing (NaN row + ``<modality>.missing.txt``). In an array, a
 row that is entirely NaN marks that entity missing; any other NaN or inf is
 an error.
 """
@@ -39,7 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from snagkg.data.datasets.names import name_aliases
+from snagkg.data.name_index import NameIndex
 from snagkg.data.tables import load_npy, save_feature_table
 from snagkg.features.common import (
     FeatureSummary,
@@ -247,47 +248,22 @@ def _from_array(arr: np.ndarray, names: List[str], src: Path) -> Tuple[np.ndarra
     return values, nan_row, "rows by entity id"
 
 
-class _Matcher:
-    """Resolve dict keys to entity ids: exact name, then another spelling, then an id."""
-
-    def __init__(self, names: List[str]):
-        self.n = len(names)
-        self.exact: Dict[str, int] = {name: i for i, name in enumerate(names)}
-        self.alias: Dict[str, List[int]] = {}
-        for i, name in enumerate(names):
-            for a in name_aliases(name):
-                ids = self.alias.setdefault(a, [])
-                if i not in ids:
-                    ids.append(i)
-
-    def resolve(self, key: Any, src: Path) -> Tuple[Optional[int], str]:
-        if isinstance(key, bytes):
-            try:
-                key = key.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SnagError(f"key {_short(key)} is not valid UTF-8", src) from None
-        if isinstance(key, (bool, np.bool_)):
-            raise SnagError(f"key {key!r} is neither an entity name nor an id", src)
-        if isinstance(key, (int, np.integer)):
-            k = int(key)
-            return (k if 0 <= k < self.n else None), "id"
-        if not isinstance(key, str):
-            raise SnagError(f"key {_short(key)} ({type(key).__name__}) is neither an entity name nor an id", src)
-        if key in self.exact:
-            return self.exact[key], "name"
-        stripped = key.strip()
-        if stripped in self.exact:
-            return self.exact[stripped], "name"
-        ids = self.alias.get(stripped)
-        if ids:
-            if len(ids) > 1:
-                raise SnagError(f"key {_short(key)} could name several entities (ids "
-                                f"{', '.join(map(str, ids[:5]))}); key them by full name or id", src)
-            return ids[0], "name"
-        if stripped.isdigit():
-            k = int(stripped)
-            return (k if k < self.n else None), "id"
-        return None, ""
+def _resolve(index: NameIndex, key: Any, src: Path) -> Tuple[Optional[int], str]:
+    """The entity id a dict key names (:class:`NameIndex`: an ambiguous key is an error) and how:
+    ``"name"`` or ``"id"``; ``(None, "")`` when it names no entity."""
+    if isinstance(key, bytes):
+        try:
+            key = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SnagError(f"key {_short(key)} is not valid UTF-8", src) from None
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, (str, int, np.integer)):
+        raise SnagError(f"key {_short(key)} ({type(key).__name__}) is neither an entity name nor an id", src)
+    if not isinstance(key, str):
+        return index.row(int(key)), "id"
+    ids, level = index.match(key)
+    if len(ids) > 1:
+        raise index.ambiguous(key, ids, src)
+    return (ids[0], "id" if level == "id" else "name") if ids else (None, "")
 
 
 def _vector(key: Any, value: Any, src: Path) -> Optional[np.ndarray]:
@@ -321,7 +297,7 @@ def _from_dict(obj: Mapping, names: List[str], src: Path) -> Tuple[np.ndarray, n
     n = len(names)
     if not obj:
         raise SnagError("the dict is empty", src)
-    matcher = _Matcher(names)
+    index = NameIndex(names)
     rows: Dict[int, np.ndarray] = {}
     owner: Dict[int, Any] = {}
     width: Optional[int] = None
@@ -330,7 +306,7 @@ def _from_dict(obj: Mapping, names: List[str], src: Path) -> Tuple[np.ndarray, n
     empty = 0
     how = set()
     for key, value in obj.items():
-        ident, by = matcher.resolve(key, src)
+        ident, by = _resolve(index, key, src)
         if ident is None:
             unmatched.append(key)
             continue

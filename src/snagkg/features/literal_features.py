@@ -19,7 +19,7 @@
 
 Rows of entities the dataset does not have are skipped and counted in the
 summary; the entity column may hold a name, a URI with or without ``<>``, or
-an id (:class:`~snagkg.features.literals.EntityIndex`).
+an id (:class:`~snagkg.data.name_index.NameIndex`).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from snagkg.data.name_index import NameIndex
 from snagkg.data.tables import save_feature_table
 from snagkg.features.common import (
     FeatureSummary,
@@ -37,7 +38,7 @@ from snagkg.features.common import (
     output_path,
     read_entity_names,
 )
-from snagkg.features.literals import EntityIndex, Literal, literals_path, read_literals
+from snagkg.features.literals import Literal, literals_path, read_literals
 from snagkg.runtime.errors import SnagError
 
 SCALES = ("zscore", "minmax")
@@ -70,7 +71,7 @@ def _read(dataset, source: Optional[str]):
     folder = dataset_folder(dataset, alignment=True)
     raw = read_entity_names(folder)
     path = literals_path(folder, source)
-    rows, unknown = read_literals(path, EntityIndex(raw))
+    rows, unknown = read_literals(path, NameIndex(raw))
     if not rows:
         raise SnagError("no row names an entity of the dataset"
                         + (f" ({unknown} rows name unknown entities)" if unknown else ""), path)

@@ -1,16 +1,13 @@
 """Reading per-entity input files for the ``snagkg features`` commands built from raw data.
 
-* :class:`EntityIndex` resolves an entity written in a user's file to its row
-  (the entity id): the exact name of ``entity2id.txt`` (or the URI of an
-  alignment folder) first, then another spelling of it (without ``<>``, the
-  URI tail, the display name; :func:`snagkg.datasets.names.name_aliases`),
-  then a number as the entity id.
 * :func:`read_literals` reads an ``entity<TAB>property<TAB>value`` table (the
   ``literals.tsv`` of a converted RDF graph, ``numeric_literals.tsv``, ...):
   lines starting with ``#`` are comments; a value may be an RDF literal
   (``"text"@en``, ``"1.5"^^<...#double>``), whose quotes, language tag and
   datatype are removed, and may hold the escapes ``snagkg convert`` writes
-  (``\\t``, ``\\n``, ``\\r``, ``\\\\``).
+  (``\\t``, ``\\n``, ``\\r``, ``\\\\``). Its entity column is resolved by
+  :class:`snagkg.data.name_index.NameIndex` (identifier, readable form, any
+  case, id; a name shared by several entities is an error at its line).
 * :func:`expand_property` turns ``rdfs:comment`` into the full IRI; properties
   match when their expanded, bracket-free forms are equal.
 """
@@ -19,10 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from snagkg.data.datasets.names import name_aliases
 from snagkg.data.lines import read_lines
+from snagkg.data.name_index import NameIndex
 from snagkg.runtime.errors import SnagError
 
 #: prefixes understood in ``--property`` and in property columns
@@ -69,50 +66,6 @@ def literal_value(raw: str) -> str:
     return _ESCAPE.sub(lambda e: _ESCAPES[e.group(1)], text)
 
 
-class EntityIndex:
-    """Resolve entity names, other spellings of them and ids (module docstring) to rows."""
-
-    def __init__(self, names: List[str]):
-        self.names = names
-        self.exact: Dict[str, int] = {}
-        for i, name in enumerate(names):
-            if name:
-                self.exact.setdefault(name, i)
-        self.alias: Dict[str, List[int]] = {}
-        for i, name in enumerate(names):
-            if not name:
-                continue
-            for a in name_aliases(name):
-                ids = self.alias.setdefault(a, [])
-                if i not in ids:
-                    ids.append(i)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def find(self, key: str, path: Optional[Path] = None, line: Optional[int] = None) -> Optional[int]:
-        """The row ``key`` names, ``None`` if it names no entity; a :class:`SnagError` if it could
-        name several (a shared spelling, e.g. two URIs with the same tail)."""
-        if key in self.exact:
-            return self.exact[key]
-        k = key.strip()
-        if len(k) >= 2 and k[0] == "<" and k[-1] == ">" and k not in self.alias:
-            k = k[1:-1].strip()  # <IRI> for an entity written without brackets
-        if k in self.exact:
-            return self.exact[k]
-        ids = self.alias.get(k)
-        if ids:
-            if len(ids) > 1:
-                raise SnagError(f"{k[:60]!r} could name several entities (ids {', '.join(map(str, ids[:5]))}); "
-                                "give the full name or the id", path, line)
-            return ids[0]
-        if k.isdigit():
-            i = int(k)
-            if i < len(self.names) and self.names[i]:
-                return i
-        return None
-
-
 @dataclass
 class Literal:
     """One row of an ``entity, property, value`` table (``entity``: the row, ``line``: 1-based)."""
@@ -131,7 +84,7 @@ def _columns(text: str, path: Path, number: int) -> List[str]:
     return [parts[0], parts[1], "\t".join(parts[2:])]
 
 
-def read_literals(path, index: EntityIndex, prop: Optional[str] = None):
+def read_literals(path, index: NameIndex, prop: Optional[str] = None):
     """Rows of the ``entity<TAB>property<TAB>value`` file ``path`` whose entity ``index`` knows
     (and whose property is ``prop``, compared by :func:`expand_property`).
 
@@ -150,7 +103,7 @@ def read_literals(path, index: EntityIndex, prop: Optional[str] = None):
             raise SnagError("empty entity or property column", path, number)
         if want is not None and p != want:
             continue
-        row = index.find(ent, path, number)
+        row = index.lookup(ent, path, number)
         if row is None:
             unknown += 1
             continue

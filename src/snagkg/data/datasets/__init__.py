@@ -7,7 +7,6 @@
   readers, :func:`load_alignment_dataset`, :func:`split_links`;
 * :mod:`.synthetic`: the synthetic completion graph; :mod:`.synthetic_pair`:
   the synthetic alignment pair writer;
-* :mod:`.names`: readable names for entity URIs;
 * :mod:`.labelled` (TSV/CSV name triples), :mod:`.rdf` (N-Triples, Turtle,
   N-Quads), :mod:`.named` (ids, split, valid hold-out) and :mod:`.sources`
   (which reader a path needs): graphs given by names.

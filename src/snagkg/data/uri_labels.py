@@ -21,6 +21,9 @@ any text containing ``/resource/`` is cut after it, any ``#`` starts a
 fragment, any ``/`` a path segment (no scheme needed, so ``a/b`` -> ``b``);
 runs of spaces are kept; Wikidata ids stay (``q42``); the result is ``""``
 rather than ``None`` when nothing is left.
+
+:func:`name_aliases` lists the readable forms under which
+:class:`snagkg.data.name_index.NameIndex` finds an entity.
 """
 from __future__ import annotations
 
@@ -34,17 +37,12 @@ _QID = re.compile(r"Q\d+")
 _SPACES = re.compile(r"\s+")
 
 
-def _unbracket(raw: str) -> str:
+def unbracket(raw: str) -> str:
     """``raw`` stripped, without one pair of surrounding angle brackets."""
     text = raw.strip()
     if len(text) >= 2 and text[0] == "<" and text[-1] == ">":
         text = text[1:-1].strip()
     return text
-
-
-def is_uri(raw: str) -> bool:
-    """Whether ``raw`` (angle brackets allowed) starts with a URI scheme such as ``http://``."""
-    return bool(_SCHEME.match(_unbracket(raw)))
 
 
 def uri_segment(raw: str, lenient: bool = False) -> Optional[str]:
@@ -67,7 +65,7 @@ def uri_segment(raw: str, lenient: bool = False) -> Optional[str]:
         if "/" in text.rstrip("/"):
             return text.rstrip("/").rsplit("/", 1)[1]
         return text
-    text = _unbracket(raw)
+    text = unbracket(raw)
     if not _SCHEME.match(text):
         return None
     m = _DBPEDIA.match(text)
@@ -93,7 +91,7 @@ def _readable(segment: str, fold_spaces: bool = True) -> str:
 
 def entity_display_name(raw: str) -> Optional[str]:
     """A readable name for the entity named ``raw`` in ``entity2id.txt``, or ``None``."""
-    text = _unbracket(raw)
+    text = unbracket(raw)
     if not text:
         return None
     if _SCHEME.match(text):
@@ -135,7 +133,7 @@ def name_aliases(raw: str) -> List[str]:
 
     add(raw)
     add(raw.strip())
-    add(_unbracket(raw))
+    add(unbracket(raw))
     seg = uri_segment(raw)
     if seg is not None:
         add(seg)

@@ -13,7 +13,7 @@ Names come from
   object ``{entity name or id: tokens or text}``; tokens are joined with spaces;
 * ``--from FILE`` (any other suffix): a TSV ``entity<TAB>name``;
 * no ``--from``: the URI name of each entity
-  (:func:`snagkg.datasets.names.entity_name`: lower-cased URI tail, ``_`` as
+  (:func:`snagkg.data.uri_labels.entity_name`: lower-cased URI tail, ``_`` as
   space), as the alignment ``name`` modality builds it.
 
 An entity with no name (or an empty one) is missing the modality; an entity
@@ -27,8 +27,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from snagkg.data.datasets.names import entity_name
+from snagkg.data.name_index import NameIndex
 from snagkg.data.tables import save_feature_table
+from snagkg.data.uri_labels import entity_name
 from snagkg.features.common import (
     FeatureSummary,
     dataset_folder,
@@ -37,7 +38,6 @@ from snagkg.features.common import (
 )
 from snagkg.features.descriptions import encode_texts, read_descriptions
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, get_extractor
-from snagkg.features.literals import EntityIndex
 from snagkg.runtime.devices import device_name
 from snagkg.runtime.errors import SnagError
 
@@ -50,21 +50,16 @@ def _text(value, path: Path, where: str) -> str:
     raise SnagError(f"{where}: expected a name (text or a list of tokens), found {type(value).__name__}", path)
 
 
-def _row(key, index: EntityIndex, path: Path, where: str) -> int:
+def _row(key, index: NameIndex, path: Path, where: str) -> int:
     if isinstance(key, bool) or not isinstance(key, (int, str)):
         raise SnagError(f"{where}: expected an entity id or name, found {key!r:.60}", path)
-    if isinstance(key, int):
-        if 0 <= key < len(index) and index.names[key]:
-            return key
-        row = None
-    else:
-        row = index.find(key, path)
+    row = index.row(key) if isinstance(key, int) else index.lookup(key, path)
     if row is None:
         raise SnagError(f"{where}: unknown entity {key!r:.60}: not a name or id of the dataset", path)
     return row
 
 
-def read_names_json(path, index: EntityIndex) -> Dict[int, str]:
+def read_names_json(path, index: NameIndex) -> Dict[int, str]:
     """``{row: name}`` from a JSON names file (module docstring)."""
     path = Path(path)
     try:
@@ -97,7 +92,7 @@ def build_name_features(dataset, source: Optional[str] = None, encoder: str = DE
     folder = dataset_folder(dataset, alignment=True)
     out = output_path(folder, "name", output)
     raw = read_entity_names(folder)
-    index = EntityIndex(raw)
+    index = NameIndex(raw)
     if source is None:
         names = {i: entity_name(r) for i, r in enumerate(raw) if r}
         origin = "URI names"
