@@ -36,7 +36,7 @@ def _command_lines():
                         out.append((doc.name, part))
         for span in INLINE.findall(text):  # the tables' training commands, which leave out --output
             span = " ".join(span.split())
-            if span.startswith("snagkg train --dataset ") and "[" not in span:
+            if span.startswith("snagkg train --dataset ") and "[" not in span and "|" not in span:
                 out.append((doc.name, span + ("" if "--output" in span else " --output OUT")))
     return out
 
