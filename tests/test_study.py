@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +211,82 @@ def test_pattern_errors(tiny_run, capsys):
     assert "takes no --mode corrupt" in capsys.readouterr().err
     with pytest.raises(SnagError, match="--pattern must be one of"):
         robustness(tiny_run, pattern="random", write=False)
+
+
+# -- summary and report of a study folder written by hand ----------------------------------------------
+FAKE = """dataset: synthetic
+seeds: [1, 2]
+variants:
+  a: {}
+  b: {noise: {ratio: 0.0}}
+compare:
+  - [a, b]
+intensity: {x: noise.ratio, variants: [b, a]}
+robustness: {variants: [a, b], modalities: [image], patterns: [uniform], levels: [0.0, 0.5, 1.0]}
+"""
+
+
+@pytest.fixture
+def fake_study(tmp_path):
+    """A study folder as `snagkg study` leaves it, with made-up figures (no training)."""
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study.yaml").write_text(FAKE)
+    ranks = {("a", 1): [1, 2, 1, 4], ("a", 2): [1, 1, 2, 4], ("b", 1): [2, 2, 1, 4], ("b", 2): [1, 2, 2, 4]}
+    curves = {("a", 1): [0.6, 0.5, 0.4], ("a", 2): [0.6, 0.55, 0.5], ("b", 1): [0.6, 0.4, 0.2], ("b", 2): [0.6, 0.5, 0.3]}
+    for (v, s), r in ranks.items():
+        run = out / v / f"seed-{s}"
+        run.mkdir(parents=True)
+        rr = 1.0 / np.asarray(r, dtype=np.float64)
+        test = {"mrr": float(rr.mean()), "hits@1": float((np.asarray(r) == 1).mean()), "hits@10": 1.0, "count": 2}
+        (run / "results.json").write_text(json.dumps({"test": test, "best_epoch": 3 if v == "a" else 2, "epochs_run": 3}))
+        np.save(run / RANKS_FILE, np.asarray(r, dtype=np.float64))
+        c = curves[(v, s)]
+        (run / "robustness.uniform.image.json").write_text(json.dumps(
+            {"levels": [0.0, 0.5, 1.0], "metrics": [{"mrr": m} for m in c], "mrr_lost": [c[0] - m for m in c]}))
+    return out
+
+
+def test_summary_of_a_study_folder_by_hand(fake_study, capsys):
+    s = summarize_study(fake_study, samples=1000)
+    a, b = s.variants
+    assert a.metrics["mrr"].mean == pytest.approx(np.mean([(1 + 0.5 + 1 + 0.25) / 4, (1 + 1 + 0.5 + 0.25) / 4]))
+    assert a.at_cap == 2 and b.at_cap == 0 and s.unfinished == []
+    (d,) = s.differences
+    assert d.mean == pytest.approx(((0.5 + 0 + 0 + 0) + (0 + 0.5 + 0 + 0)) / 8)  # per query, pooled over seeds
+    assert (d.seed_low, d.seed_high) == (pytest.approx(0.125), pytest.approx(0.125))
+    key, points = s.intensity
+    assert key == "noise.ratio" and [(x, v) for x, v, _ in points] == [(0.0, "b"), (0.2, "a")]
+    sweep_a = next(w for w in s.sweeps if w.variant == "a")
+    assert [m.mean for m in sweep_a.mrr] == pytest.approx([0.6, 0.525, 0.45])
+    assert sweep_a.lost.mean == pytest.approx(np.mean([(0.1 + 0.2) / 2, (0.05 + 0.1) / 2]))
+    ((pattern, modality, ratio),) = s.lost_ratio
+    assert (pattern, modality) == ("uniform", "image")
+    assert ratio.mean == pytest.approx(np.mean([0.15 / 0.3, 0.075 / 0.2]))
+    assert main(["study", str(fake_study), "--summary", "--samples", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "| a - b | +12.50 |" in printed and (fake_study / "summary.csv").read_text().startswith("kind,name")
+    assert json.loads((fake_study / "summary.json").read_text())["differences"][0]["a"] == "a"
+
+
+def test_summary_lists_unfinished_runs(fake_study):
+    (fake_study / "b" / "seed-2" / RANKS_FILE).unlink()
+    s = summarize_study(fake_study, samples=200)
+    assert s.unfinished == ["b/seed-2"] and s.differences[0].seeds == [1]
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_study_report(fake_study, tmp_path):
+    out = tmp_path / "study.html"
+    assert main(["report", str(fake_study), "--output", str(out)]) == 0
+    html = out.read_text()
+    assert "a - b" in html and "+12.50" in html
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', html)) == 2  # intensity + one sweep
+    if BROWSER is None:
+        pytest.skip("no headless browser (Debian: apt-get install chromium) for the rendering check")
+    base = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(base + ["--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=60)
+    assert dom.returncode == 0 and "Differences" in dom.stdout and "no: not shown" in dom.stdout
