@@ -35,17 +35,14 @@ import torch
 from snagkg.api.run import load_run
 from snagkg.runtime.errors import PathLike, SnagError
 from snagkg.runtime.io import atomic_write, write_text
+from snagkg.training.trainer import Task
 
 FORMATS = {".npz": "npz", ".tsv": "tsv", ".parquet": "parquet"}
 INSTALL_HINT = "pip install 'snagkg[parquet]'"
 
 
-def _names(task: Any) -> List[str]:
-    return list(task.kg.entities if task.cfg.task == "completion" else task.pair.entities)
-
-
 @torch.no_grad()
-def collect(task: Any) -> Dict[str, Any]:
+def collect(task: Task) -> Dict[str, Any]:
     """The arrays an export holds, from a loaded task (completion or alignment).
 
     Keys: ``entity_ids`` int64 [N], ``entity_names`` str [N], ``entity_vectors`` float32 [N, d],
@@ -53,13 +50,9 @@ def collect(task: Any) -> Dict[str, Any]:
     ``missing`` bool [N, F]; completion also ``relation_ids`` int64 [R], ``relation_names`` str [R],
     ``relation_phases`` float32 [R, k]; and ``meta`` (a dict).
     """
-    completion = task.cfg.task == "completion"
     reps = task.model.entities
-    if completion:
-        vecs = task.entity_vectors()
-    else:
-        vecs = task.model.entity_vectors()
-    names = _names(task)
+    vecs = task.entity_vectors()
+    names = task.entity_names()
     mods = list(reps.modalities)
     feats = [m for m in mods if m != "structure"]
     out: Dict[str, Any] = {
@@ -74,16 +67,9 @@ def collect(task: Any) -> Dict[str, Any]:
     }
     meta: Dict[str, Any] = {"format": "snagkg-export", "version": 1, "task": task.cfg.task,
                             "entities": len(names), "width": int(out["entity_vectors"].shape[1])}
-    if completion:
-        sc = task.model.interaction
-        rels = list(task.kg.relations)
-        r = torch.arange(len(rels), device=sc.relation.device)
-        params = sc.phases(r) if hasattr(sc, "phases") else sc.relation[r]
-        out["relation_ids"] = np.arange(len(rels), dtype=np.int64)
-        out["relation_names"] = np.array(rels, dtype=str)
-        out["relation_phases"] = params.float().cpu().numpy()
-        meta.update(scorer=getattr(sc, "name", ""), margin=float(sc.margin), relations=len(rels),
-                    relation_parameters="phases in radians" if hasattr(sc, "phases") else "raw")
+    arrays, extra = task.export_arrays()  # completion: the relations' names and parameters, the scorer
+    out.update(arrays)
+    meta.update(extra)
     out["meta"] = meta
     return out
 

@@ -29,15 +29,15 @@ import torch
 from tqdm import tqdm
 
 from snagkg.api.run import load_run
+from snagkg.config.schema import RunConfig
 from snagkg.config.yamlio import read_yaml
+from snagkg.core.registry import TASKS
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import write_text
 from snagkg.runtime.version import __version__
 
 PathLike = Union[str, "os.PathLike[str]"]
 INSTALL_HINT = "pip install 'snagkg[report]'"
-SUMMARY_KEYS = {"completion": ("mrr", "hits@1", "hits@3", "hits@10"), "alignment": ("hits@1", "hits@10", "mrr")}
-SELECTION = {"completion": "mrr", "alignment": "hits@1"}
 ROBUSTNESS_KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
 DIRECTIONS = {"tail": "(tail)", "head": "(head)", "lr": "(left to right)", "rl": "(right to left)"}
 
@@ -59,7 +59,17 @@ class RunData:
     @property
     def selection(self) -> str:
         """The validation metric that selected the best model."""
-        return SELECTION.get(self.task, "mrr")
+        return _task_class(self.task).selection_metric
+
+
+def _task_class(name: str) -> Any:
+    """The registered task class ``name`` (the config's default task for a task not registered here)."""
+    return TASKS.get(name if name in TASKS else RunConfig.task)
+
+
+def _summary_keys(name: str) -> Sequence[str]:
+    cls = _task_class(name)
+    return cls.summary_metrics or (cls.selection_metric,)
 
 
 def _deps():
@@ -155,7 +165,7 @@ def read_run(folder: PathLike) -> RunData:
     if not isinstance(config, dict):
         raise SnagError("expected a YAML mapping", folder / "config.yaml")
     notes: List[str] = []
-    run = RunData(path=folder, name=folder.resolve().name, task=str(config.get("task", "completion")),
+    run = RunData(path=folder, name=folder.resolve().name, task=str(config.get("task", RunConfig.task)),
                   config=config, results=results, history=_read_history(folder / "metrics.jsonl"), notes=notes)
     if not run.history:
         notes.append("metrics.jsonl missing or empty: no training curves")
@@ -297,7 +307,7 @@ def _summary(runs: Sequence[RunData]) -> Dict[str, Any]:
     """The side-by-side table: one row per run and split."""
     keys: List[str] = []
     for r in runs:
-        keys += [k for k in SUMMARY_KEYS.get(r.task, SUMMARY_KEYS["completion"]) if k not in keys]
+        keys += [k for k in _summary_keys(r.task) if k not in keys]
     facts = ("best_epoch", "epochs_run", "train_seconds", "parameters")
     rows = []
     for r in runs:

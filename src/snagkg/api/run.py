@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Type, Union
 
 import torch
 
@@ -23,8 +23,7 @@ from snagkg.api.results import Results
 from snagkg.config import schema as config_mod
 from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
-from snagkg.data.datasets.named import check_id_tables, write_id_tables
-from snagkg.runtime import kernels
+from snagkg.runtime import precision as precisions
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import RunLock, write_json, write_text
 from snagkg.training import distributed
@@ -32,6 +31,7 @@ from snagkg.training.callbacks import NoiseRefresh, TrainingCallback, Validation
 from snagkg.training.trainer import (
     BEST,
     CHECKPOINT,
+    Task,
     Trainer,
     check_fingerprint,
     load_checkpoint,
@@ -49,18 +49,22 @@ def _absolute_dataset(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def build_task(cfg: RunConfig, device: Optional[str] = None):
+def task_class(name: str) -> Type[Task]:
+    """The :class:`Task` class registered as ``name`` (a one-line error naming the closest if none)."""
+    try:
+        return TASKS.get(name)
+    except KeyError as exc:
+        raise SnagError(str(exc.args[0])) from None
+
+
+def build_task(cfg: RunConfig, device: Optional[str] = None) -> Task:
     """Read the dataset and build the task object for ``cfg`` (nothing is written)."""
     if device:
         cfg = replace(cfg, device=device)
-    try:
-        builder = TASKS.get(cfg.task)
-    except KeyError as exc:
-        raise SnagError(str(exc.args[0])) from None
-    return builder(cfg)
+    return task_class(cfg.task).build(cfg)
 
 
-def standard_callbacks(task, cfg: RunConfig, scheduler: Any = None) -> List[TrainingCallback]:
+def standard_callbacks(task: Task, cfg: RunConfig, scheduler: Any = None) -> List[TrainingCallback]:
     """The callbacks of a run: the noise refresh (per epoch, or per step with ``noise.per_step``),
     the task's own callbacks, then validation with early stopping."""
     return [NoiseRefresh(task.model.entities, per_step=cfg.noise.per_step), *task.callbacks(scheduler),
@@ -113,8 +117,7 @@ def _write_run_files(folder: Path, cfg: RunConfig, task, resume: bool, overwrite
             (folder / name).unlink(missing_ok=True)
     write_text(folder / "config.yaml", config_mod.dump(cfg))
     write_json(folder / "dataset.json", task.dataset_info())
-    if hasattr(task, "kg"):  # completion: the ids every later command reloads (entities.tsv, relations.tsv)
-        write_id_tables(task.kg, folder)
+    task.save_ids(folder)  # the ids every later command reloads (completion: entities.tsv, relations.tsv)
 
 
 def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
@@ -125,7 +128,7 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
     (:mod:`snagkg.distributed`). Rank 0 alone writes ``output``, holds its lock and echoes; the
     other ranks wait for it where they read what it wrote; every rank returns the same results.
     """
-    distributed.check_task(cfg.task)
+    distributed.check_task(task_class(cfg.task).data_parallel)
     device = distributed.setup(cfg.device)  # None when alone
     try:
         results = _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device))
@@ -149,7 +152,7 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         if cfg.train.epochs != saved.train.epochs:  # the only thing a resume may change
             saved = replace(saved, train=replace(saved.train, epochs=cfg.train.epochs))
         cfg = replace(saved, device=cfg.device)
-        distributed.check_task(cfg.task)
+        distributed.check_task(task_class(cfg.task).data_parallel)
     cfg = _absolute_dataset(cfg)
     task = build_task(cfg, device=device)  # every input error is raised here, before anything is written
 
@@ -169,9 +172,9 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
             trainer.resume()  # a checkpoint of another dataset/config fails here, before anything is written
         distributed.on_main(lambda: _write_run_files(folder, cfg, task, resume, overwrite))
         distributed.broadcast_parameters(task.model)
-        for note in task.kg.notes if hasattr(task, "kg") else []:
+        for note in task.notes():
             echo(note)
-        slow = kernels.precision_warning(cfg.precision, task.device)
+        slow = precisions.precision_warning(cfg.precision, task.device)
         if slow:
             echo(slow)
         if existing and resume:
@@ -182,9 +185,8 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         train_seconds = prior + (time.perf_counter() - t0)
         distributed.barrier()  # rank 0 has written best.pt
         load_best(task, folder)
-        sampled = {"candidates": t.eval_candidates} if cfg.task == "completion" and t.eval_candidates else {}
-        valid = task.evaluate("valid", **sampled)
-        test = task.evaluate("test", **sampled)
+        valid = task.final_evaluation("valid")
+        test = task.final_evaluation("test")
         results = Results(
             valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
             train_seconds=round(train_seconds, 3), epoch_seconds=round(trainer.median_epoch_seconds(), 4),
@@ -223,8 +225,7 @@ def load_run(run: PathLike, device: Optional[str] = None):
     cfg = config_mod.load_run_config(folder / "config.yaml")
     task = build_task(cfg, device=device)
     load_best(task, folder)
-    if hasattr(task, "kg"):  # the reloaded dataset must give the names the run was trained with, id for id
-        check_id_tables(task.kg, folder)
+    task.check_ids(folder)  # the reloaded dataset must give the names the run was trained with, id for id
     return task
 
 
@@ -244,8 +245,9 @@ def evaluate(run: PathLike, split: str = "test", ties: Optional[str] = None, lim
         raise SnagError(f"--candidates must not be negative, got {candidates}")
     if candidates and Path(run).is_dir():  # before the run's dataset is read
         kind = config_mod.load_run_config(Path(run) / "config.yaml").task
-        if kind != "completion":
-            raise SnagError(f"--candidates applies to completion only, not {kind}", run)
+        if not task_class(kind).sampled_candidates:
+            able = " or ".join(n for n in TASKS.names() if TASKS.get(n).sampled_candidates)
+            raise SnagError(f"--candidates applies to {able} only, not {kind}", run)
     task = load_run(run, device=device)
     metrics = task.evaluate(split, ties=ties, limit=limit, progress=progress,
                             **({"candidates": candidates} if candidates else {}))

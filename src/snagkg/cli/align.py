@@ -26,11 +26,8 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
     if out.exists() and out.is_dir():
         raise SnagError("export path is a folder", out)
     task = load_run(run, device=device)
-    if getattr(task.cfg, "task", None) != "alignment":
-        raise SnagError("not an alignment run (its config.yaml says task: "
-                        f"{task.cfg.task}); `snagkg align` needs a run trained with --task alignment", run)
-    res = task.align(split=split, all_unaligned=all_unaligned, topk=topk)
-    ents = task.pair.entities
+    res = task.align(split=split, all_unaligned=all_unaligned, topk=topk)  # a one-line error if it does not align
+    ents = task.entity_names()
     order = sorted(range(len(res["left"])), key=lambda i: -float(res["scores"][i]))
     lines = [f"{ents[int(res['left'][i])]}\t{ents[int(res['right'][i])]}\t{float(res['scores'][i]):.6f}\n"
              for i in order]

@@ -8,14 +8,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from snagkg.api.run import load_run
-from snagkg.config.schema import load_run_config
 from snagkg.runtime.errors import PathLike, SnagError
-from snagkg.tasks.completion.predict import (
-    FORMATS,
-    predict,
-    read_triples,
-    score_triples,
-)
+from snagkg.tasks.completion.predict import FORMATS, read_triples
 
 
 # -- the command line --------------------------------------------------------------------------------
@@ -31,16 +25,8 @@ def _format(result: Any, fmt: str) -> str:
 
 
 def load_completion_run(run: PathLike, device: Optional[str] = None) -> Any:
-    """:func:`snagkg.load_run` of a completion run; an alignment run is a one-line error."""
-
-    folder = Path(run)
-    cfg_path = folder / "config.yaml"
-    if folder.is_dir() and cfg_path.is_file():
-        task_name = load_run_config(cfg_path).task
-        if task_name != "completion":
-            raise SnagError(f"`snagkg predict` needs a completion run; this is an {task_name} run "
-                            "(use `snagkg align RUN --export pairs.tsv`)", folder)
-    return load_run(folder, device=device)
+    """:func:`snagkg.load_run` of a run; a run whose task does not predict fails on ``task.predict``."""
+    return load_run(Path(run), device=device)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -50,13 +36,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise SnagError("--triples scores a file; it takes no --head, --relation or --tail")
         rows, numbers = read_triples(a.triples)
         task = load_completion_run(a.run, a.device)
-        result: Any = score_triples(task, rows, path=a.triples, lines=numbers)
+        result: Any = task.score_triples(rows, path=a.triples, lines=numbers)
     else:
         if a.relation is None or (a.head is None) == (a.tail is None):
             raise SnagError("predict: give --relation with one of --head or --tail, or --triples FILE")
         task = load_completion_run(a.run, a.device)
-        result = predict(task, head=a.head, relation=a.relation, tail=a.tail, top=a.top,
-                         include_known=a.include_known)
+        result = task.predict(head=a.head, relation=a.relation, tail=a.tail, top=a.top,
+                              include_known=a.include_known)
     sys.stdout.write(_format(result, a.format) + "\n")
     return 0
 

@@ -3,13 +3,13 @@
 The registries that :mod:`snagkg.config` checks names against live here, below
 every module that fills them, so the config can check a name without
 importing the encoder or a task: :data:`READOUTS` is filled by
-:mod:`snagkg.encoder`, :data:`SCORERS` by :mod:`snagkg.completion.scorers`
-(``import snagkg`` imports both).
+:mod:`snagkg.core.encoder`, :data:`SCORERS` by :mod:`snagkg.tasks.completion.scorers`,
+:data:`TASKS` by each task package (``import snagkg`` imports them all).
 """
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Dict, Generic, List, TypeVar
+from typing import Any, Callable, Dict, Generic, List, TypeVar
 
 T = TypeVar("T")
 
@@ -39,6 +39,10 @@ class Registry(Generic[T]):
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise KeyError(f"unknown {self.kind} {name!r} (choose from {', '.join(sorted(self._items))}){hint}") from None
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a test's or a plugin's temporary component); nothing if it is not registered."""
+        self._items.pop(name, None)
+
     def names(self) -> List[str]:
         """The registered names, sorted."""
         return sorted(self._items)
@@ -53,6 +57,6 @@ READOUTS: "Registry[type]" = Registry("readout")
 SCORERS: "Registry[type]" = Registry("scorer")
 #: what goes between stacked projection layers (``encoder.projection_activation``)
 PROJECTION_ACTIVATIONS = ("none", "gelu")
-#: task builders (``task``): ``cfg -> Task``, filled by :mod:`snagkg.completion.task` and
-#: :mod:`snagkg.alignment.task`
-TASKS: "Registry[Callable]" = Registry("task")
+#: task classes (``task``): subclasses of :class:`snagkg.training.trainer.Task`, built by
+#: ``cls.build(cfg)``; filled by :mod:`snagkg.tasks.completion.task` and :mod:`snagkg.tasks.alignment.task`
+TASKS: "Registry[Any]" = Registry("task")

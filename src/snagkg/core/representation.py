@@ -23,7 +23,7 @@ and loss, as PyKEEN's ``ERModel`` holds its entity representations.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from torch import nn
 
 from snagkg.core.encoder import Fused, ModalityEncoder, NoFusion
 from snagkg.core.noise import NoisedTables, modality_noises
-from snagkg.runtime import kernels
+from snagkg.runtime import precision as precisions
 
 
 class EmbeddingStructure(nn.Module):
@@ -258,7 +258,7 @@ class MultiModalEntityRepresentation(nn.Module):
     # -- fusion ---------------------------------------------------------------
     def autocast(self):
         """The context of the representation's precision (autocast to bf16, or nothing for fp32)."""
-        return kernels.autocast(self.device, self.precision)
+        return precisions.autocast(self.device, self.precision)
 
     def encode(self, inputs: Dict[str, torch.Tensor], indices: Optional[torch.Tensor] = None) -> Fused:
         """Fuse the rows ``indices`` (all when ``None``) of ``inputs`` (from :meth:`inputs`)."""
@@ -271,23 +271,41 @@ class MultiModalEntityRepresentation(nn.Module):
         with self.autocast():
             return self.encoder.vectors(inputs, indices, scale=scale)
 
+    @property
+    def row_wise(self) -> bool:
+        """Whether each entity's inputs depend on its own rows only (no structure source that mixes
+        entities, such as a GAT), so that a subset of the entities can be fused from its rows alone."""
+        return self.structure is None or bool(self.structure.row_wise)
+
+    def entity_inputs(self, indices: Optional[torch.Tensor] = None,
+                      dtype: Optional[torch.dtype] = None) -> Tuple[Dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """The encoder inputs of the entities ``indices`` (all when ``None``) and the index the encoder
+        still has to apply: when :attr:`row_wise`, only the rows of ``indices`` are gathered, noised
+        (and cast to ``dtype``), ``(rows, None)``; otherwise every row passes the structure source
+        (the GAT), ``(all rows, indices)``."""
+        if indices is None or self.row_wise:
+            return self.inputs(dtype, indices), None
+        return self.inputs(dtype), indices
+
     def forward(self, indices: Optional[torch.Tensor] = None) -> Fused:
-        """Everything the encoder computes for the entities ``indices`` (all when ``None``)."""
-        return self.encode(self.inputs(), indices)
+        """Everything the encoder computes for the distinct entities ``indices`` (all when ``None``),
+        from their rows alone when :attr:`row_wise` (the cost follows ``len(indices)``, not the graph)."""
+        inputs, index = self.entity_inputs(indices)
+        return self.encode(inputs, index)
 
-    def vectors(self, indices: Optional[torch.Tensor] = None, scale: float = 1.0) -> torch.Tensor:
-        """The fused vectors ``[n, width]`` of ``indices`` (all when ``None``), times ``scale``."""
-        return self.encode_vectors(self.inputs(self.cast_dtype), indices, scale)
-
-    def vectors_of(self, indices: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """:meth:`vectors` of ``indices`` computed from their rows alone: only those rows are gathered,
-        noised and fused (the per-step cost follows ``len(indices)``, not the graph)."""
-        return self.encode_vectors(self.inputs(self.cast_dtype, indices), None, scale)
+    def readout(self, indices: Optional[torch.Tensor] = None,
+                scale: float = 1.0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The fused vectors ``[n, width]`` of the distinct entities ``indices`` (all when ``None``) times
+        ``scale``, through the encoder's readout-only path in the representation's precision (from
+        their rows alone when :attr:`row_wise`), and the encoder inputs of those entities, row for row."""
+        inputs, index = self.entity_inputs(indices, self.cast_dtype)
+        v = self.encode_vectors(inputs, index, scale)
+        return v, (inputs if index is None else {m: x.index_select(0, index) for m, x in inputs.items()})
 
     @property
     def cast_dtype(self) -> Optional[torch.dtype]:
         """The dtype the frozen tables are cast to once per noise draw (``None`` in fp32)."""
-        return kernels.PRECISIONS[self.precision]
+        return precisions.PRECISIONS[self.precision]
 
     @torch.no_grad()
     def modality_weights(self, indices: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -12,10 +12,9 @@ import errno
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
@@ -206,14 +205,3 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-
-@contextlib.contextmanager
-def cleanup_on_error(folder: PathLike, created: bool) -> Iterator[None]:
-    """Remove ``folder`` if it was created by this run and the run fails before finishing setup."""
-    try:
-        yield
-    except BaseException:
-        if created:
-
-            shutil.rmtree(folder, ignore_errors=True)
-        raise

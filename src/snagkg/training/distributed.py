@@ -73,9 +73,10 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def check_task(task: str) -> None:
-    """Refuse a task other than completion when started as several ranks (one-line error, exit 2)."""
-    if requested() and task != "completion":
+def check_task(data_parallel: bool) -> None:
+    """Refuse a task that does not train data-parallel (``Task.data_parallel``: completion only) when
+    started as several ranks (one-line error, exit 2)."""
+    if requested() and not data_parallel:
         raise SnagError(ONLY_COMPLETION)
 
 

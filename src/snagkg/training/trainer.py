@@ -15,10 +15,12 @@ import statistics
 import sys
 import time
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -33,38 +35,122 @@ BEST = "best.pt"
 LOG = "metrics.jsonl"
 
 
-class Task(Protocol):  # pragma: no cover - typing only
-    """What a task gives the trainer and the run functions (:mod:`snagkg.run`).
+class Task(ABC):
+    """What a task gives the trainer and the run functions (:mod:`snagkg.api.run`, export, report).
 
-    Both tasks (:class:`snagkg.completion.task.CompletionTask`,
-    :class:`snagkg.alignment.task.AlignmentTask`) implement it; a new task registers its
-    builder in :data:`snagkg.registry.TASKS`.
+    Both tasks (:class:`snagkg.tasks.completion.task.CompletionTask`,
+    :class:`snagkg.tasks.alignment.task.AlignmentTask`) subclass it; a new task subclasses it and
+    registers the class in :data:`snagkg.core.registry.TASKS` (the run functions call
+    :meth:`build`). Abstract methods are required; the others are capabilities with a default,
+    so callers never ask a task what it has (no ``hasattr``) nor which task it is.
     """
+
+    #: the registry name (``RunConfig.task``)
+    name: str = ""
+    #: the validation metric that selects the best model (higher is better)
+    selection_metric: str = ""
+    #: the metrics ``snagkg report`` puts side by side (default: the selection metric)
+    summary_metrics: Tuple[str, ...] = ()
+    #: whether :meth:`evaluate` can rank against ``candidates`` sampled candidates
+    sampled_candidates: bool = False
+    #: whether the task trains data-parallel under ``torchrun`` (:mod:`snagkg.training.distributed`)
+    data_parallel: bool = False
+    #: the preset ``snagkg train --task NAME`` starts from when no preset or config is given
+    default_preset: Optional[str] = None
 
     #: the model: a ``torch.nn.Module`` holding a ``MultiModalEntityRepresentation`` as ``entities``
     model: torch.nn.Module
-    #: the validation metric that selects the best model (higher is better)
-    selection_metric: str
     #: where the model lives
     device: torch.device
+    #: the run's config (a :class:`snagkg.config.schema.RunConfig`)
+    cfg: Any
 
+    @classmethod
+    @abstractmethod
+    def build(cls, cfg: Any) -> "Task":
+        """Read ``cfg.dataset`` and build the task (every input error is raised here)."""
+
+    # -- training --------------------------------------------------------------
+    @abstractmethod
     def make_optimizer(self) -> "tuple[torch.optim.Optimizer, Any]":
         """The optimiser and an optional learning-rate scheduler (saved in checkpoints)."""
+
     def callbacks(self, scheduler: Any) -> List[TrainingCallback]:
-        """The task's own callbacks (e.g. the learning-rate schedule, iterative learning)."""
+        """The task's own callbacks (e.g. the learning-rate schedule, iterative learning); default none."""
+        return []
+
+    @abstractmethod
     def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
         """The epoch's training batches, shuffled with ``generator``."""
+
+    @abstractmethod
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The scalar loss of one batch (the trainer back-propagates and steps)."""
+
+    # -- evaluation -------------------------------------------------------------
+    @abstractmethod
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
-                 progress: bool = False) -> Dict[str, Any]:
-        """Metrics of the current model on ``split`` (``valid`` or ``test``)."""
+                 progress: bool = False, candidates: int = 0) -> Dict[str, Any]:
+        """Metrics of the current model on ``split`` (``valid`` or ``test``); ``candidates`` only where
+        :attr:`sampled_candidates`."""
+
+    def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
+        """The rank of every query of ``split``, in the order its metrics average them (what paired
+        comparisons between runs read; :mod:`snagkg.api.study`)."""
+        raise SnagError(f"the {type(self).__name__} task gives no per-query ranks")
+
+    @abstractmethod
     def validate(self) -> Dict[str, Any]:
         """Metrics on the validation split, as logged during training."""
+
+    def final_evaluation(self, split: str) -> Dict[str, Any]:
+        """The metrics a finished run reports for ``split`` (default: :meth:`evaluate` of all of it)."""
+        return self.evaluate(split)
+
+    # -- bookkeeping ------------------------------------------------------------
+    @abstractmethod
     def fingerprint(self) -> Dict[str, Any]:
         """What a checkpoint must match to be loaded (dataset and model shape)."""
+
+    @abstractmethod
     def dataset_info(self) -> Dict[str, Any]:
         """The dataset summary written as ``dataset.json``."""
+
+    def notes(self) -> List[str]:
+        """One-line notes of the dataset loader that a run echoes (default: none)."""
+        return []
+
+    def save_ids(self, folder: Path) -> None:
+        """Write the id tables later commands reload into run ``folder`` (default: none)."""
+
+    def check_ids(self, folder: Path) -> None:
+        """A one-line error when the reloaded dataset's ids differ from run ``folder``'s (default: none)."""
+
+    # -- using a trained model --------------------------------------------------
+    @abstractmethod
+    def entity_names(self) -> List[str]:
+        """The entities' names, by id."""
+
+    @abstractmethod
+    def entity_vectors(self) -> torch.Tensor:
+        """Every entity's final vector ``[N, d]`` (clean, eval mode): what an export writes."""
+
+    def export_arrays(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """Task-specific arrays and meta entries of ``snagkg export`` (default: none)."""
+        return {}, {}
+
+    def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
+                top: int = 10, include_known: bool = False) -> Any:
+        """Ranked answers of a query by name (default: a one-line error: the task does not predict)."""
+        raise SnagError(f"`snagkg predict` does not apply to a {self.name} run: it does not predict triples")
+
+    def score_triples(self, rows: Any, path: Any = None, lines: Any = None) -> Any:
+        """Scores of name triples (default: a one-line error: the task does not score triples)."""
+        raise SnagError(f"`snagkg predict --triples` does not apply to a {self.name} run: it does not score triples")
+
+    def align(self, split: str = "test", all_unaligned: bool = False, topk: int = 10) -> Dict[str, Any]:
+        """One-to-one aligned entity pairs (default: a one-line error: the task does not align)."""
+        raise SnagError(f"`snagkg align` does not apply to a {self.name} run: it does not align entities")
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:

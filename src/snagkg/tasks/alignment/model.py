@@ -10,7 +10,7 @@ it is saved with every checkpoint and restored on resume.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,15 @@ from snagkg.core.encoder import Fused
 from snagkg.core.interaction import LOSSES, Interaction
 from snagkg.core.representation import MultiModalEntityRepresentation
 from snagkg.tasks.alignment import loss as _losses  # noqa: F401  (registers the alignment losses)
+from snagkg.tasks.alignment.config import AlignmentConfig
 from snagkg.tasks.alignment.gat import EdgeIndex, GATStructure
-from snagkg.tasks.alignment.metrics import csls_block, csls_context
+from snagkg.tasks.alignment.metrics import (
+    alignment_metrics,
+    csls_block,
+    csls_context,
+    one_to_one,
+    rank_alignment,
+)
 
 DYNAMIC_BUFFERS = ("added_links", "pending_links")
 #: parameter names of checkpoints written before the shared representation existed
@@ -32,7 +39,10 @@ LEGACY_KEYS = (("entity", "entities.structure.weight"), ("gat.", "entities.struc
 
 class CSLSInteraction(Interaction):
     """Cosine similarity of L2-normalised vectors with cross-domain similarity local scaling (``k``
-    neighbours; ``k = 0``: plain cosine, times 2): ``csls(x, y) = 2 cos(x, y) - r_y(x) - r_x(y)``."""
+    neighbours; ``k = 0``: plain cosine, times 2): ``csls(x, y) = 2 cos(x, y) - r_y(x) - r_x(y)``.
+
+    The alignment task ranks (:meth:`metrics`) and matches (:meth:`one_to_one`) through it, so
+    ``alignment.csls_k`` is read once, here."""
 
     name = "csls"
 
@@ -40,27 +50,39 @@ class CSLSInteraction(Interaction):
         super().__init__()
         self.k = int(k)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """``[n, m]`` CSLS scores of every row of ``x`` against every row of ``y`` (both sides' context
         from these same rows)."""
         rx, ry = csls_context(x, y, self.k)
         return csls_block(x, y, rx, ry)
+
+    def metrics(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", limit: int = 0) -> Dict[str, Any]:
+        """Ranking metrics of gold pairs ``(x[i], y[i])``, both directions (:func:`alignment_metrics`)."""
+        return alignment_metrics(x, y, k=self.k, ties=ties, limit=limit)
+
+    def ranks(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic") -> torch.Tensor:
+        """CSLS ranks of gold pairs ``(x[i], y[i])``: left-to-right, then right-to-left."""
+        return torch.cat(rank_alignment(x, y, k=self.k, ties=ties))
+
+    def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10):
+        """One-to-one matching of the rows of ``x`` and ``y`` by CSLS (:func:`one_to_one`)."""
+        return one_to_one(x, y, k=self.k, topk=topk)
 
 
 class AlignmentModel(nn.Module):
     """Entity representation (``entities``), ``interaction`` (CSLS), ``loss`` (ICL)."""
 
     def __init__(self, num_entities: int, edges: EdgeIndex, tables: Mapping[str, Any],
-                 modalities: Sequence[str], cfg: Any):
+                 modalities: Sequence[str], al: AlignmentConfig, encoder: Any, noise: Any, precision: str = "fp32"):
+        """``al``: the run's ``alignment`` section; ``encoder``, ``noise``: its shared sections (see
+        :class:`MultiModalEntityRepresentation`); ``precision``: ``fp32`` or ``bf16``."""
         super().__init__()
-        al = cfg.alignment
         structure = None
         if "structure" in modalities:
             dim = al.structure_dim
             structure = GATStructure(torch.randn(num_entities, dim) / math.sqrt(dim), edges, al.gat_layers,
                                      al.gat_heads, al.gat_dropout)
-        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, cfg.encoder, cfg.noise,
-                                                       cfg.precision)
+        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, encoder, noise, precision)
         self.interaction = CSLSInteraction(al.csls_k)
         self.loss = LOSSES.get("icl")(len(self.entities.modalities), al.temperature)
         self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))

@@ -34,14 +34,16 @@ from snagkg.data.datasets.alignment_pair import (
     load_alignment_dataset,
     split_links,
 )
+from snagkg.data.datasets.named import check_id_tables, write_id_tables
 from snagkg.features.alignment import build_tables, resolve_modalities
 from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.kernels import fused_optimizer
+from snagkg.runtime.hardware import fused_optimizer
 from snagkg.tasks.alignment.gat import union_edges
-from snagkg.tasks.alignment.metrics import alignment_metrics, mutual_nearest, one_to_one
+from snagkg.tasks.alignment.metrics import mutual_nearest
 from snagkg.tasks.alignment.model import AlignmentModel
 from snagkg.training.callbacks import ScheduleByPosition, TrainingCallback, WarmupCosine
+from snagkg.training.trainer import Task
 
 __all__ = ["AlignmentTask", "load_alignment_dataset"]
 
@@ -57,14 +59,17 @@ class IterativeLearning(TrainingCallback):
         self.task.iterate(epoch)
 
 
-class AlignmentTask:
+class AlignmentTask(Task):
     """Alignment of the two KGs of an :class:`AlignmentPair` with the config ``cfg`` (selection:
     valid ``hits@1``, left to right)."""
 
+    name = "alignment"
     selection_metric = "hits@1"
+    summary_metrics = ("hits@1", "hits@10", "mrr")
+    default_preset = "dbp15k"  # the alignment defaults (SPEC section 5)
 
     def __init__(self, pair: AlignmentPair, cfg: RunConfig, device: Optional[torch.device] = None):
-        self.pair = self.kg = pair
+        self.pair = pair
         self.cfg = cfg
         self.device = device or select_device(cfg.device)
         al = cfg.alignment
@@ -82,11 +87,17 @@ class AlignmentTask:
                                    seed=cfg.seed)
         edges = union_edges(pair.triples, pair.num_entities)
         torch.manual_seed(cfg.seed)  # parameter initialisation
-        self.model = AlignmentModel(pair.num_entities, edges, self.tables, self.modalities, cfg).to(self.device)
+        self.model = AlignmentModel(pair.num_entities, edges, self.tables, self.modalities, al, cfg.encoder,
+                                    cfg.noise, cfg.precision).to(self.device)
         self.seed_links = torch.from_numpy(self.train_links).long()
         known = np.concatenate([self.train_links, self.valid_links]).reshape(-1)
         self._known = np.zeros(pair.num_entities, dtype=bool)
         self._known[known] = True
+
+    @classmethod
+    def build(cls, cfg: RunConfig) -> "AlignmentTask":
+        """Read ``cfg.dataset`` (DBP15K or OpenEA folder) and build the alignment task."""
+        return cls(load_alignment_dataset(cfg.dataset, seed=cfg.seed), cfg)
 
     # -- training ------------------------------------------------------------
     def make_optimizer(self):
@@ -179,12 +190,19 @@ class AlignmentTask:
         return vecs[:len(links)], vecs[len(links):]
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
-                 progress: bool = False) -> Dict[str, float]:
-        """CSLS ranking metrics of ``split``'s links, both directions (the first ``limit`` queries)."""
+                 progress: bool = False, candidates: int = 0) -> Dict[str, Any]:
+        """CSLS ranking metrics of ``split``'s links, both directions (the first ``limit`` queries), through
+        the model's :class:`CSLSInteraction`; every right entity of the split is a candidate."""
+        if candidates:
+            raise SnagError(f"--candidates applies to completion only, not {self.name}")
         links = self.split_links(split)
         x, y = self.pair_vectors(links)
-        m = alignment_metrics(x, y, k=self.cfg.alignment.csls_k, ties=ties or self.cfg.ties, limit=limit)
-        return m
+        return self.model.interaction.metrics(x, y, ties=ties or self.cfg.ties, limit=limit)
+
+    def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
+        """The CSLS rank of every link of ``split``: left-to-right, then right-to-left."""
+        x, y = self.pair_vectors(self.split_links(split))
+        return self.model.interaction.ranks(x, y, ties=ties or self.cfg.ties).cpu().numpy()
 
     def validate(self) -> Dict[str, Any]:
         """Validation metrics, rounded, with the number of links added so far."""
@@ -212,14 +230,44 @@ class AlignmentTask:
             left = torch.from_numpy(links[:, 0]).long()
             right = torch.from_numpy(links[:, 1]).long()
             x, y = self.pair_vectors(links)
-        i, j, s = one_to_one(x, y, k=self.cfg.alignment.csls_k, topk=topk)
+        i, j, s = self.model.interaction.one_to_one(x, y, topk=topk)
         a, b = left[i], right[j]
         gold = {int(p): int(q) for p, q in self.split_links(split).tolist()}
         judged = [(int(p), int(q)) for p, q in zip(a.tolist(), b.tolist()) if int(p) in gold]
         correct = sum(1 for p, q in judged if gold[p] == q)
         return {"left": a, "right": b, "scores": s, "judged": len(judged), "correct": correct}
 
+    # -- using a trained model -------------------------------------------------------
+    def entity_names(self) -> List[str]:
+        """Both KGs' entity URIs, by id."""
+        return list(self.pair.entities)
+
+    @torch.no_grad()
+    def entity_vectors(self) -> torch.Tensor:
+        """Every entity's clean, L2-normalised vector (what CSLS compares)."""
+        return self.model.entity_vectors()
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """An alignment run predicts no triples: a one-line error that points to ``snagkg align``."""
+        raise SnagError("`snagkg predict` needs a completion run; this is an alignment run "
+                        "(use `snagkg align RUN --export pairs.tsv`)")
+
+    def score_triples(self, *args: Any, **kwargs: Any) -> Any:
+        """An alignment run scores no triples: the error of :meth:`predict`."""
+        return self.predict()
+
     # -- bookkeeping -----------------------------------------------------------------
+    def notes(self) -> List[str]:
+        """The loader's notes."""
+        return list(self.pair.notes)
+
+    def save_ids(self, folder) -> None:
+        """``entities.tsv`` and ``relations.tsv`` of the pair (both KGs, in id order)."""
+        write_id_tables(self.pair, folder)
+
+    def check_ids(self, folder) -> None:
+        """The reloaded pair must give the names the run was trained with, id for id."""
+        check_id_tables(self.pair, folder)
     def fingerprint(self) -> Dict[str, Any]:
         """Dataset size, the links' digest and the model's shape (checked on load)."""
         h = hashlib.sha1()
@@ -246,8 +294,5 @@ class AlignmentTask:
         return info
 
 
-@TASKS.register("alignment")
-def build_alignment_task(cfg: RunConfig) -> AlignmentTask:
-    """Read ``cfg.dataset`` (DBP15K or OpenEA folder) and build the alignment task."""
-    return AlignmentTask(load_alignment_dataset(cfg.dataset, seed=cfg.seed), cfg)
+TASKS.register(AlignmentTask.name)(AlignmentTask)
 

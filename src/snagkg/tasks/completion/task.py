@@ -16,16 +16,22 @@ from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
 from snagkg.data.datasets import dataset_options, load_completion_dataset
 from snagkg.data.datasets.graph import KnowledgeGraph
+from snagkg.data.datasets.named import check_id_tables, write_id_tables
 from snagkg.features.relations import split_note
 from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.kernels import fused_optimizer
-from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking
+from snagkg.runtime.hardware import fused_optimizer
+from snagkg.tasks.completion.evaluation import (
+    FilterIndex,
+    evaluate_ranking,
+    rank_triples,
+)
 from snagkg.tasks.completion.model import CompletionModel
 from snagkg.tasks.completion.predict import predict, score_triples
 from snagkg.tasks.completion.sampler import make_sampler
 from snagkg.training import distributed
 from snagkg.training.sparse import split_optimizer
+from snagkg.training.trainer import Task
 
 
 def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
@@ -42,10 +48,14 @@ def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -
     return sorted(mods, key=lambda m: (m != "structure", mods.index(m)))
 
 
-class CompletionTask:
+class CompletionTask(Task):
     """Completion on a :class:`KnowledgeGraph` with the config ``cfg`` (selection: valid ``mrr``)."""
 
+    name = "completion"
     selection_metric = "mrr"
+    summary_metrics = ("mrr", "hits@1", "hits@3", "hits@10")
+    sampled_candidates = True
+    data_parallel = True
 
     def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None):
         self.kg, self.cfg = kg, cfg
@@ -56,12 +66,20 @@ class CompletionTask:
             if note and note not in kg.notes:
                 kg.notes.append(note)
         torch.manual_seed(cfg.seed)  # parameter initialisation
-        self.model = CompletionModel(kg.num_entities, kg.num_relations, kg.features, self.modalities, cfg).to(self.device)
+        self.model = CompletionModel(kg.num_entities, kg.num_relations, kg.features, self.modalities, cfg.completion,
+                                     cfg.encoder, cfg.noise, cfg.precision, cfg.train.weight_decay).to(self.device)
         self.train_triples = torch.from_numpy(kg.train).long()
         comp = cfg.completion  # negatives per positive (per_triple) or per chunk of positives (shared)
         self.sampler = make_sampler(self.train_triples, kg.num_entities, kg.num_relations, cfg.train.negatives,
                                     comp.filter_negatives, comp.negatives_scheme, comp.shared_chunk)
         self.filters = FilterIndex(torch.from_numpy(kg.all_triples()), kg.num_entities, kg.num_relations)
+        #: the fused vectors and known triples kept by :mod:`snagkg.tasks.completion.predict` (None: not yet)
+        self.prediction_state: Any = None
+
+    @classmethod
+    def build(cls, cfg: RunConfig) -> "CompletionTask":
+        """Read ``cfg.dataset`` (``synthetic``, OpenKE folder, labelled/RDF triples) and build the task."""
+        return cls(load_completion_dataset(cfg.dataset, seed=cfg.seed, **dataset_options(cfg)), cfg)
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
@@ -85,10 +103,6 @@ class CompletionTask:
                                    lambda rest: fused_optimizer(torch.optim.Adam, rest, lr=lr, weight_decay=wd)), None
         opt = fused_optimizer(torch.optim.Adam, params, lr=lr, weight_decay=wd)
         return opt, None
-
-    def callbacks(self, scheduler) -> list:
-        """No callbacks of its own: the noise refresh and validation are the standard ones."""
-        return []
 
     def batches(self, generator: torch.Generator) -> List[torch.Tensor]:
         """The training triples, shuffled, in batches of ``train.batch_size``."""
@@ -118,7 +132,7 @@ class CompletionTask:
         return self.model.vectors()
 
     def evaluate(self, split: str, ties: Optional[str] = None, limit: int = 0,
-                 progress: bool = False, candidates: int = 0) -> Dict[str, float]:
+                 progress: bool = False, candidates: int = 0) -> Dict[str, Any]:
         """Filtered ranking metrics on ``split`` (the first ``limit`` triples when ``limit``); against
         ``candidates`` sampled candidates per query (seeded by the run's seed) when it is positive."""
         triples = torch.from_numpy(self.kg.split(split)).long()
@@ -131,15 +145,52 @@ class CompletionTask:
                                    progress=progress, candidates=candidates, seed=self.cfg.seed)
         return metrics if candidates else distributed.combine_metrics(metrics)
 
+    def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
+        """The filtered rank of every triple of ``split``: its tail, then (after all tails) its head."""
+        triples = torch.from_numpy(self.kg.split(split)).long()
+        return rank_triples(self.entity_vectors(), self.model.interaction, triples, self.filters,
+                            ties or self.cfg.ties).numpy()
+
+    def final_evaluation(self, split: str) -> Dict[str, Any]:
+        """All of ``split``, against ``train.eval_candidates`` sampled candidates when it is set."""
+        return self.evaluate(split, candidates=self.cfg.train.eval_candidates)
+
     def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
                 top: int = 10, include_known: bool = False):
         """Ranked tails of ``(head, relation, ?)`` or heads of ``(?, relation, tail)`` by name
-        (:func:`snagkg.predict.predict`; the fused vectors are computed once and kept)."""
+        (:func:`snagkg.tasks.completion.predict.predict`; the fused vectors are computed once and kept)."""
         return predict(self, head=head, relation=relation, tail=tail, top=top, include_known=include_known)
 
-    def score_triples(self, rows):
-        """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.predict.score_triples`)."""
-        return score_triples(self, rows)
+    def score_triples(self, rows, path=None, lines=None):
+        """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.tasks.completion.predict.score_triples`)."""
+        return score_triples(self, rows, path=path, lines=lines)
+
+    def entity_names(self) -> List[str]:
+        """The knowledge graph's entity names, by id."""
+        return list(self.kg.entities)
+
+    def export_arrays(self) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+        """The relations' ids, names and parameters (RotatE: phases in radians), and the scorer's name and margin."""
+        sc = self.model.interaction
+        rels = list(self.kg.relations)
+        with torch.no_grad():
+            params, kind = sc.relation_parameters(torch.arange(len(rels), device=sc.relation.device))
+        arrays = {"relation_ids": np.arange(len(rels), dtype=np.int64), "relation_names": np.array(rels, dtype=str),
+                  "relation_phases": params.float().cpu().numpy()}
+        return arrays, {"scorer": sc.name, "margin": float(sc.margin), "relations": len(rels),
+                        "relation_parameters": kind}
+
+    def notes(self) -> List[str]:
+        """The loader's notes (dropped triples, split shares, ...)."""
+        return list(self.kg.notes)
+
+    def save_ids(self, folder) -> None:
+        """``entities.tsv`` and ``relations.tsv``: the ids every later command reloads."""
+        write_id_tables(self.kg, folder)
+
+    def check_ids(self, folder) -> None:
+        """The reloaded dataset must give the names the run was trained with, id for id."""
+        check_id_tables(self.kg, folder)
 
     def validate(self) -> Dict[str, float]:
         """Validation metrics (``train.eval_limit`` triples at most; against ``train.eval_candidates`` sampled
@@ -170,8 +221,5 @@ class CompletionTask:
         return info
 
 
-@TASKS.register("completion")
-def build_completion_task(cfg: RunConfig) -> CompletionTask:
-    """Read ``cfg.dataset`` (``synthetic``, OpenKE folder, labelled/RDF triples) and build the completion task."""
-    return CompletionTask(load_completion_dataset(cfg.dataset, seed=cfg.seed, **dataset_options(cfg)), cfg)
+TASKS.register(CompletionTask.name)(CompletionTask)
 
