@@ -49,6 +49,7 @@ def _get(cfg, key):
 def trained(monkeypatch):
     """Replace training by a stub; the list gets every config ``snagkg train`` would have trained."""
     import snagkg.api.run
+    import snagkg.cli.main
 
     seen = []
 
@@ -57,6 +58,7 @@ def trained(monkeypatch):
         return types.SimpleNamespace(summary=lambda: "stub", valid={}, test={}, best_epoch=0)
 
     monkeypatch.setattr(snagkg.api.run, "train", fake_train)
+    monkeypatch.setattr(snagkg.cli.main, "train", fake_train)  # the command's own binding
     return seen
 
 

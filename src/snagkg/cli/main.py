@@ -23,12 +23,14 @@ from snagkg.cli import (
     predict,
     report,
     robustness,
+    study,
     synthetic,
     weights,
 )
 from snagkg.config import schema as C
 from snagkg.config.flags import TRAIN_FLAGS
 from snagkg.config.yamlio import flatten as _flatten
+from snagkg.core.registry import TASKS
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.version import __version__
 from snagkg.training.trainer import CHECKPOINT
@@ -72,8 +74,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     preset = a.preset
     if preset is None and overrides.get("dataset") == "synthetic" and not a.config:
         preset = "synthetic"
-    if preset is None and overrides.get("task") == "alignment" and not a.config:
-        preset = "dbp15k"  # the alignment defaults (SPEC section 5)
+    if preset is None and overrides.get("task") in TASKS and not a.config:
+        preset = TASKS.get(overrides["task"]).default_preset  # alignment: dbp15k (SPEC section 5)
     if a.resume:
         cfg = _resume_config(a, preset, overrides)
     else:
@@ -201,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the presets: name, task and what each is for").set_defaults(
         func=cmd_presets)
-    for command in (features, convert, align, predict, export, weights, report, robustness, synthetic):
+    for command in (features, convert, align, predict, export, weights, report, robustness, study, synthetic):
         command.register(sub)
     return p
 

@@ -5,8 +5,8 @@ YAML < command-line flags. The resolved config is saved as ``config.yaml``
 in every run folder. Unknown keys and out-of-range values are one-line
 errors naming the file, line, key and the closest valid key.
 
-This module holds the sections every task shares (``encoder``, ``noise``,
-``train``) and :class:`RunConfig`; each task registers its own section and
+This module holds the ``encoder`` section (``noise`` and ``train``: :mod:`snagkg.config.sections`)
+and :class:`RunConfig`; each task registers its own section and
 its cross-section checks with :func:`register_task`
 (:mod:`snagkg.completion.config`, :mod:`snagkg.alignment.config`, imported by
 ``import snagkg``). Names are checked against the registries in
@@ -25,6 +25,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import yaml
 
 from snagkg.config.flags import flag_for
+from snagkg.config.sections import (
+    ConfigValueError,
+    NoiseConfig,
+    Section,
+    TrainConfig,
+    positive,
+)
 from snagkg.config.yamlio import KeyLines, first_comment
 from snagkg.config.yamlio import closest as _closest
 from snagkg.config.yamlio import coerce as _coerce
@@ -33,31 +40,9 @@ from snagkg.config.yamlio import read_yaml as _read_yaml
 from snagkg.core.registry import PROJECTION_ACTIVATIONS, READOUTS
 from snagkg.data.datasets.named import dataset_option_problem
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.kernels import PRECISIONS
+from snagkg.runtime.precision import PRECISIONS
 
 PRESET_DIR = Path(__file__).parent / "presets"
-
-
-class ConfigValueError(ValueError):
-    """An out-of-range config value; ``keys`` are the dotted keys involved (first: the main one)."""
-
-    def __init__(self, message: str, *keys: str):
-        super().__init__(message)
-        self.keys = keys
-
-
-class Section:
-    """Base of the config sections: frozen dataclasses of options, one YAML mapping each."""
-
-    def check(self) -> None:
-        """Raise :class:`ConfigValueError` for an out-of-range option (the default: none)."""
-
-
-def _positive(obj: Any, section: str, *names: str) -> None:
-    for name in names:
-        v = getattr(obj, name)
-        if v <= 0:
-            raise ConfigValueError(f"{section}.{name} must be positive, got {v}", f"{section}.{name}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +63,7 @@ class EncoderConfig(Section):
 
     def check(self) -> None:
         """Widths positive, hidden even and divisible by heads, known activation and readout."""
-        _positive(self, "encoder", "hidden", "projection_layers", "heads", "layers")
+        positive(self, "encoder", "hidden", "projection_layers", "heads", "layers")
         if self.hidden % 2:
             raise ConfigValueError("encoder.hidden must be even (RotatE uses hidden/2 complex numbers)",
                                    "encoder.hidden")
@@ -97,48 +82,6 @@ class EncoderConfig(Section):
 
 
 @dataclass(frozen=True)
-class NoiseConfig(Section):
-    """Gaussian modality noise masking (GMNM, SPEC section 2; :mod:`snagkg.noise`)."""
-    ratio: float = 0.2              # rho: probability that a row is noised
-    mask: float = 0.7               # eps: how much of the row is replaced
-    per_step: bool = False          # refresh the draw every step instead of every epoch
-    structure_scale: float = 1.0    # structure embedding gets (rho, eps) * this (alignment: 0.5)
-
-    def check(self) -> None:
-        """Every ratio in [0, 1]."""
-        for name in ("ratio", "mask", "structure_scale"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigValueError(f"noise.{name} must be in [0, 1], got {v}", f"noise.{name}")
-
-
-@dataclass(frozen=True)
-class TrainConfig(Section):
-    """The training loop (:mod:`snagkg.training`), shared by every task."""
-    epochs: int = 1000
-    batch_size: int = 1024
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    negatives: int = 32
-    eval_every: int = 10            # evaluate on VALID every N epochs
-    patience: int = 10              # stop after N evaluations without a better valid MRR
-    eval_limit: int = 0             # rank only the first N valid triples during training (0: all)
-    eval_candidates: int = 0        # completion: rank against N sampled candidates, not all entities (0: all)
-    grad_clip: float = 0.0          # 0: off
-    checkpoint_every: int = 1       # save a resumable checkpoint every N epochs
-
-    def check(self) -> None:
-        """Counts and the learning rate positive; weight decay, clipping, eval limit and candidates not negative."""
-        _positive(self, "train", "epochs", "batch_size", "negatives", "eval_every", "patience", "checkpoint_every")
-        if not self.lr > 0:
-            raise ConfigValueError(f"train.lr must be positive, got {self.lr}", "train.lr")
-        for name in ("weight_decay", "grad_clip", "eval_limit", "eval_candidates"):
-            if getattr(self, name) < 0:
-                raise ConfigValueError(f"train.{name} must not be negative, got {getattr(self, name)}",
-                                       f"train.{name}")
-
-
-@dataclass(frozen=True)
 class TaskSpec:
     """A registered task: its config section (``RunConfig.<name>``) and its cross-section checks."""
     name: str
@@ -146,23 +89,25 @@ class TaskSpec:
     check: Optional[Callable[["RunConfig"], None]] = None
 
 
+SHARED = ("encoder", "noise", "train")
 #: the registered tasks in registration order (``import snagkg``: completion, then alignment)
 TASKS: Dict[str, TaskSpec] = {}
 #: every config section by YAML key: the shared ones, then each task's (added by :func:`register_task`)
 SECTIONS: Dict[str, type] = {"encoder": EncoderConfig, "noise": NoiseConfig, "train": TrainConfig}
 
 
-def _task_section(name: str) -> Callable[[], Section]:
-    def make() -> Section:
-        if name not in TASKS:
-            raise RuntimeError(f"no config section registered for the {name} task (import snagkg registers it)")
-        return TASKS[name].section()
-    return make
+def _task_sections() -> Dict[str, Section]:
+    return {name: spec.section() for name, spec in TASKS.items()}
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A whole run: top-level options, the shared sections and one section per task (all of them saved)."""
+    """A whole run: top-level options, the shared sections and one section per registered task.
+
+    Every task's section is kept and saved (``config.yaml``: one mapping per task, after ``train``),
+    so saved configs stay complete. A task's section is ``cfg.<task>`` (``cfg.completion``) or
+    ``cfg.section(name)``; ``RunConfig(alignment=...)`` and ``replace(cfg, alignment=...)`` set one.
+    """
     task: str = "completion"        # a registered task (TASKS)
     dataset: str = "synthetic"
     dataset_split: Optional[str] = None     # one triples file: "train,valid,test" shares (None: 0.8,0.1,0.1)
@@ -178,8 +123,19 @@ class RunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    completion: Any = field(default_factory=_task_section("completion"))  # snagkg.completion.config
-    alignment: Any = field(default_factory=_task_section("alignment"))    # snagkg.alignment.config
+    #: each registered task's section by task name (default: every registered task's defaults)
+    tasks: Dict[str, Any] = field(default_factory=_task_sections, hash=False)
+
+    def __getattr__(self, name: str) -> Any:
+        """A task's section as an attribute: ``cfg.completion``."""
+        sections = self.__dict__.get("tasks")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute or task section {name!r}")
+
+    def section(self, name: str) -> Any:
+        """The section ``name``: a shared one (``encoder``, ``noise``, ``train``) or a task's."""
+        return getattr(self, name) if name in SHARED else self.tasks[name]
 
     def check(self) -> None:
         """Top-level options, the cross-section rules (shared, then each task's), then every section."""
@@ -197,36 +153,58 @@ class RunConfig:
                                    "fusion encoder there is no way to use feature modalities", "encoder.fusion",
                                    "modalities")
         for spec in TASKS.values():
-            if spec.check is not None:
+            if spec.check is not None and spec.name in self.tasks:
                 spec.check(self)
         problem = dataset_option_problem(self)  # (message, key) of a bad dataset_split, _columns, valid_from_train
         if problem:
             raise ConfigValueError(*problem)
         if self.modalities is not None and len(self.modalities) == 0:
             raise ConfigValueError("modalities must name at least one modality", "modalities")
-        for name in SECTIONS:
-            getattr(self, name).check()
+        for section in [getattr(self, name) for name in SHARED] + list(self.tasks.values()):
+            section.check()
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain nested dict (lists, no tuples): what ``config.yaml`` and ``results.json`` hold."""
+        """Plain nested dict (lists, no tuples): what ``config.yaml`` and ``results.json`` hold; each
+        task's section is a top-level mapping after ``train``."""
         d = dataclasses.asdict(self)
+        d.update(d.pop("tasks"))
         if d["modalities"] is not None:
             d["modalities"] = list(d["modalities"])
         return d
 
 
+_fields_init = RunConfig.__init__
+
+
+def _init(self: RunConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass ``__init__``, plus a task's section by its name (``RunConfig(alignment=...)``)."""
+    given = {k: kwargs.pop(k) for k in list(kwargs) if k in TASKS}
+    _fields_init(self, *args, **kwargs)
+    if given:
+        object.__setattr__(self, "tasks", {**self.tasks, **given})
+
+
+RunConfig.__init__ = _init  # type: ignore[method-assign]
+
+
 def register_task(name: str, section: type, check: Optional[Callable[[RunConfig], None]] = None) -> type:
     """Register ``section`` as the config section of task ``name`` and ``check(cfg)`` as its cross-section rules.
 
-    ``name`` must be a :class:`RunConfig` field (every run keeps every task's section, so saved
-    configs stay complete); ``check`` raises :class:`ConfigValueError`. Registering a name again
-    replaces it. Returns ``section``.
+    Any new task name may register: its section is the YAML mapping ``<name>:`` and ``cfg.<name>``
+    (a :class:`RunConfig` field's name may not). ``check`` raises :class:`ConfigValueError`.
+    Registering a name again replaces it. Returns ``section``.
     """
-    if name not in {f.name for f in fields(RunConfig)} or name in ("encoder", "noise", "train"):
-        raise ValueError(f"{name!r} is not a task section of RunConfig")
+    if name in {f.name for f in fields(RunConfig)} or not name.isidentifier():
+        raise ValueError(f"{name!r} is not a task section of RunConfig (it names a RunConfig field)")
     TASKS[name] = TaskSpec(name, section, check)
     SECTIONS[name] = section
     return section
+
+
+def unregister_task(name: str) -> None:
+    """Forget task ``name``'s section (configs made afterwards no longer hold it)."""
+    TASKS.pop(name, None)
+    SECTIONS.pop(name, None)
 
 
 Layer = Tuple[str, Dict[str, Any], KeyLines]
@@ -264,7 +242,7 @@ def _checked(cfg: RunConfig, layers: List[Layer], fallback: Any) -> RunConfig:
 def apply_mapping(cfg: RunConfig, data: Dict[str, Any], source: str, lines: Optional[KeyLines] = None) -> RunConfig:
     """Return ``cfg`` updated with a nested mapping (from YAML or a preset)."""
     lines = lines or {}
-    top = {f.name for f in fields(RunConfig)}
+    top = {f.name for f in fields(RunConfig) if f.name != "tasks"} | set(TASKS)
     updates: Dict[str, Any] = {}
     for key, value in data.items():
         where_line = lines.get((key,))
@@ -281,7 +259,7 @@ def apply_mapping(cfg: RunConfig, data: Dict[str, Any], source: str, lines: Opti
                 if k2 not in names:
                     raise SnagError(f"unknown config key '{key}.{k2}'{_closest(k2, names, key + '.')}", source, line2)
                 sub[k2] = _coerce_at(cls, k2, v2, source, line2, f"{key}.{k2}")
-            updates[key] = replace(getattr(cfg, key), **sub)
+            updates[key] = replace(cfg.section(key), **sub)
         else:
             updates[key] = _coerce_at(RunConfig, key, value, source, where_line)
     return replace(cfg, **updates)
@@ -303,12 +281,6 @@ def _preset_path(name: str) -> Path:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise SnagError(f"unknown preset {name!r} (choose from {', '.join(options)}){hint}")
     return path
-
-
-def load_preset(name: str) -> Dict[str, Any]:
-    """The mapping of preset ``name`` (``src/snagkg/presets/<name>.yaml``)."""
-    data, _ = _read_yaml(_preset_path(name))
-    return data
 
 
 def preset_names() -> List[str]:
@@ -378,14 +350,6 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
 def dump(cfg: RunConfig) -> str:
     """``cfg`` as YAML (what a run folder's ``config.yaml`` holds)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def from_dict(data: Dict[str, Any], source: str = "config.yaml") -> RunConfig:
-    """A checked config from a nested mapping (``RunConfig.to_dict`` output); errors name ``source``."""
-    if not isinstance(data, dict):
-        raise SnagError("config must be a mapping", source)
-    cfg = apply_mapping(RunConfig(), data, source)
-    return _checked(cfg, [(source, data, {})], source)
 
 
 def load_run_config(path: Path) -> RunConfig:
