@@ -32,7 +32,8 @@ def pair_dir(tmp_path_factory):
     return write_synthetic_pair(tmp_path_factory.mktemp("pair") / "syn", entities=200, seed=11, permute_ids=True)
 
 
-@pytest.mark.parametrize("permute", [True, pytest.param(False, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("permute", [True, False])
 def test_alignment_is_learned_on_synthetic_pair(tmp_path, permute, device):
     folder = write_synthetic_pair(tmp_path / "syn", entities=200, seed=5, permute_ids=permute)
     cfg = fast_cfg(folder, **{"modalities": "structure,relation,char", "train.epochs": 20,
@@ -55,6 +56,7 @@ def test_untrained_model_does_not_align(pair_dir):
     assert m["hits@1"] < 0.2
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_align(tmp_path, pair_dir, capsys):
     cfg_file = tmp_path / "fast.yaml"
     cfg_file.write_text("preset: dbp15k\nencoder: {hidden: 48}\n"
@@ -74,9 +76,8 @@ def test_cli_train_evaluate_align(tmp_path, pair_dir, capsys):
 
     assert main(["evaluate", str(run), "--split", "test"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    for key in ("hits@1", "hits@10", "mrr", "rl_hits@1", "rl_hits@10", "rl_mrr"):
-        assert 0.0 <= metrics[key] <= 1.0
-    assert metrics["hits@1"] == pytest.approx(summary["test"]["hits@1"])
+    for key in ("hits@1", "hits@10", "mrr", "rl_hits@1", "rl_hits@10", "rl_mrr", "count"):
+        assert metrics[key] == pytest.approx(summary["test"][key]), key  # the saved model gives the run's numbers
 
     export = tmp_path / "pairs.tsv"
     assert main(["align", str(run), "--export", str(export)]) == 0
@@ -106,6 +107,7 @@ def test_align_bad_inputs(tmp_path, capsys):
     assert "--topk" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
     """An interrupted run resumed from its checkpoint ends exactly like an uninterrupted one."""
     cfg = fast_cfg(pair_dir, **{"modalities": "structure,char", "alignment.iterative_start": 1,
@@ -141,4 +143,4 @@ def test_openea_layout_trains_with_attributes(tmp_path):
     res = snagkg.train(cfg, tmp_path / "run", progress=False, echo=lambda s: None)
     assert res.dataset["used_modalities"] == ["structure", "relation", "attribute"]
     assert res.dataset["split"] == {"train": 8, "valid": 4, "test": 48}  # OpenEA: 20% (12) for training
-    assert 0.0 <= res.test["hits@1"] <= 1.0
+    assert res.test["count"] == 48  # every test link ranked

@@ -34,6 +34,7 @@ def _env(**extra: str) -> dict:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not in the venv")
 def test_torchrun_two_ranks_match_one_process(tmp_path):
     """The must-show: `torchrun --nproc-per-node 2 -m snagkg train` writes one run (rank 0 alone) whose
@@ -129,8 +130,8 @@ def test_bad_timeout_is_one_line(monkeypatch):
 SCRIPT = textwrap.dedent('''
     import json, os, sys
     import torch
-    from snagkg import distributed as D
-    from snagkg.errors import SnagError
+    from snagkg.training import distributed as D
+    from snagkg.runtime.errors import SnagError
 
     def grads(rank):
         """Rank-dependent gradients: a dense linear layer, a sparse embedding, a parameter only rank 0 uses."""

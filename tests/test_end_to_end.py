@@ -7,6 +7,7 @@ import pytest
 
 import snagkg
 from snagkg.cli.main import main
+from snagkg.data.datasets import read_openke
 
 
 def run_cli(args, capsys):
@@ -38,13 +39,14 @@ def test_train_evaluate_reproduces_results(tiny_dataset, fast_config, tmp_path, 
     metrics = json.loads(stdout)
     for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
         assert metrics[k] == res["test"][k], k  # exactly
-    assert metrics["seconds"] >= 0
+    assert metrics["count"] == res["test"]["count"] == len(read_openke(tiny_dataset).test)
 
     code, stdout, _ = run_cli(["evaluate", str(out), "--split", "valid", "--limit", "5", "--ties", "optimistic"], capsys)
     m = json.loads(stdout)
     assert code == 0 and m["count"] == 5 and m["ties"] == "optimistic"
 
 
+@pytest.mark.slow
 def test_refuses_non_empty_output_and_resume_finishes(tiny_dataset, fast_config, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--output", str(out), "--no-progress"]
@@ -56,11 +58,12 @@ def test_refuses_non_empty_output_and_resume_finishes(tiny_dataset, fast_config,
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 4
 
 
+@pytest.mark.slow
 def test_python_api(tiny_dataset, tmp_path):
     cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "train.epochs": 2, "train.eval_every": 1,
                                            "encoder.hidden": 32, "train.batch_size": 512, "modalities": "structure,image"})
     res = snagkg.train(cfg, tmp_path / "api", progress=False, echo=lambda s: None)
-    assert isinstance(res, snagkg.Results) and 0 < res.test["mrr"] <= 1
+    assert isinstance(res, snagkg.Results) and res.test["count"] == len(read_openke(tiny_dataset).test)
     task = snagkg.load_run(tmp_path / "api")
     w = task.model.modality_weights()
     assert w.shape == (300, 2)
@@ -75,6 +78,7 @@ def test_python_dash_m_works(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_demo_on_synthetic_fast(tmp_path, capsys):
     """The synthetic dataset through the CLI, a couple of epochs."""
     out = tmp_path / "syn"
@@ -85,6 +89,7 @@ def test_cli_demo_on_synthetic_fast(tmp_path, capsys):
     assert res["config"]["preset"] == "synthetic" and res["dataset"]["entities"] == 2000
 
 
+@pytest.mark.slow
 def test_device_override(tiny_dataset, fast_config, tmp_path, capsys, device):
     """A short run on each requested device (``pytest --device cuda``), then evaluated there again."""
     out = tmp_path / "dev"
@@ -92,7 +97,7 @@ def test_device_override(tiny_dataset, fast_config, tmp_path, capsys, device):
                             str(out), "--device", device, "--epochs", "1", "--no-progress"], capsys)
     assert code == 0, err
     res = json.loads((out / "results.json").read_text())
-    assert res["extra"]["device"] == device and 0 < res["test"]["mrr"] <= 1
+    assert res["extra"]["device"] == device
     code, stdout, err = run_cli(["evaluate", str(out), "--split", "test", "--device", device], capsys)
     assert code == 0, err
     assert json.loads(stdout)["mrr"] == pytest.approx(res["test"]["mrr"], abs=1e-6)

@@ -10,6 +10,7 @@ import pytest
 
 import snagkg
 from snagkg.cli.main import main
+from snagkg.config import schema as C
 from snagkg.data.datasets import load_completion_dataset, read_openke
 from snagkg.runtime.errors import SnagError
 
@@ -237,8 +238,8 @@ def test_config_keys_reload_the_same_dataset(tmp_path):
     cfg = snagkg.resolve_config(overrides={"dataset": str(f), "dataset_columns": "h,t,r",
                                            "dataset_split": "0.6,0.2,0.2", "valid_from_train": 0.2})
     y = tmp_path / "config.yaml"
-    y.write_text(snagkg.config.dump(cfg))
-    again = snagkg.config.load_run_config(y)
+    y.write_text(C.dump(cfg))
+    again = C.load_run_config(y)
     assert again == cfg
     from snagkg.api.run import build_task
     a, b = build_task(cfg, device="cpu").kg, build_task(again, device="cpu").kg

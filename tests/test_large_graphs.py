@@ -141,6 +141,7 @@ def test_clip_gradients_takes_sparse_gradients_like_their_dense_copy():
 
 
 # -- end to end ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_trains_with_mapped_tables_and_sparse_updates_and_resumes_exactly(tiny_dataset, tmp_path, capsys):
     common = ["train", "--dataset", tiny_dataset, "--epochs", "2", "--batch-size", "128",
               "--feature-storage", "mmap", "--entity-updates", "sparse", "--hidden", "16",

@@ -1,5 +1,7 @@
 """The method's point on the synthetic MMKG: modalities help, clearly."""
 
+import pytest
+
 import snagkg
 
 
@@ -9,6 +11,7 @@ def run(tmp_path, name, modalities, epochs=25):
     return snagkg.train(cfg, tmp_path / name, progress=False, echo=lambda s: None)
 
 
+@pytest.mark.slow
 def test_snag_beats_structure_only_on_synthetic(tmp_path):
     snag = run(tmp_path, "snag", "structure,image,text")
     struct = run(tmp_path, "struct", "structure")

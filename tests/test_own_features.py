@@ -109,7 +109,6 @@ def test_descriptions_and_images_then_train_and_evaluate(graph, tmp_path, fast_c
     assert code == 0, err
     res = json.loads((run / "results.json").read_text())
     assert res["dataset"]["used_modalities"] == ["structure", "image", "text"]
-    assert 0 < res["test"]["mrr"] <= 1
     import snagkg
 
     task = snagkg.load_run(run, device="cpu")

@@ -313,6 +313,7 @@ def _metrics(res: dict) -> dict:
     return {split: {k: v for k, v in res[split].items() if k != "seconds"} for split in ("valid", "test")}
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     """SIGKILL mid-run, then --resume: the final valid/test metrics equal an uninterrupted run's exactly (CPU)."""
     from snagkg.data.datasets import write_openke

@@ -97,6 +97,7 @@ def report(completion_run, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_single_run_report_numbers_plots_escaping(completion_run, report):
     html = report.read_text(encoding="utf-8")
     results = json.loads((completion_run / "results.json").read_text())
@@ -128,6 +129,7 @@ def test_single_run_report_numbers_plots_escaping(completion_run, report):
         assert float(stats[(m,)]["max"]) == pytest.approx(w[:, j].max().item(), abs=5e-5)
 
 
+@pytest.mark.slow
 def test_two_runs_side_by_side(completion_run, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(completion_run, other)
@@ -150,6 +152,7 @@ def test_two_runs_side_by_side(completion_run, tmp_path):
     assert_self_contained(html)
 
 
+@pytest.mark.slow
 def test_robustness_section_and_bad_robustness_file(completion_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(completion_run, run)
@@ -174,6 +177,7 @@ def test_robustness_section_and_bad_robustness_file(completion_run, tmp_path):
     assert "robustness.json skipped" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_model_that_cannot_load_is_noted(completion_run, tmp_path):
     run = tmp_path / "moved"
     shutil.copytree(completion_run, run)
@@ -185,6 +189,7 @@ def test_model_that_cannot_load_is_noted(completion_run, tmp_path):
     assert "Modality weights" not in html and 'id="metrics"' in html
 
 
+@pytest.mark.slow
 def test_alignment_run(tmp_path):
     from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 
@@ -213,6 +218,7 @@ def _cli_error(args, capsys) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_naming_the_file(completion_run, tmp_path, capsys):
     out = tmp_path / "r.html"
     out.write_text("previous report")
@@ -239,6 +245,7 @@ def test_bad_input_is_one_line_naming_the_file(completion_run, tmp_path, capsys)
     assert out.read_text() == "previous report"  # nothing already written is lost
 
 
+@pytest.mark.slow
 def test_without_the_extra_the_error_says_what_to_install(completion_run, tmp_path, monkeypatch):
     import sys
 
@@ -251,6 +258,7 @@ def test_without_the_extra_the_error_says_what_to_install(completion_run, tmp_pa
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BROWSER is None, reason="no headless browser (chromium, chromium-browser or google-chrome) "
                                             "on PATH; install one (Debian: apt-get install chromium) to run it")
 def test_report_renders_in_headless_chromium(report, tmp_path):

@@ -31,6 +31,7 @@ def completion_run(tmp_path_factory):
     return base / "run"
 
 
+@pytest.mark.slow
 def test_drop_zero_equals_evaluate_and_tables_are_restored(completion_run):
     plain = snagkg.evaluate(completion_run, split="test")
     res = snagkg.robustness(completion_run, modality="all", levels=[0.0, 1.0, 0.5], write=False)
@@ -49,6 +50,7 @@ def test_drop_zero_equals_evaluate_and_tables_are_restored(completion_run):
     assert _plain(snagkg.evaluate(completion_run, split="test")) == _plain(plain)
 
 
+@pytest.mark.slow
 def test_overridden_rows_restores_buffers_in_memory(completion_run):
     task = snagkg.load_run(completion_run, device="cpu")
     ent = task.model.entities
@@ -72,6 +74,7 @@ def test_overridden_rows_restores_buffers_in_memory(completion_run):
     assert torch.equal(task.entity_vectors(), v0)
 
 
+@pytest.mark.slow
 def test_corrupt_differs_from_drop_and_files_are_written(completion_run, capsys):
     code = main(["robustness", str(completion_run), "--modality", "image", "--drop", "0,1", "--mode", "corrupt",
                  "--seed", "5", "--no-progress"])
@@ -97,6 +100,7 @@ def test_corrupt_differs_from_drop_and_files_are_written(completion_run, capsys)
         assert (completion_run / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(completion_run):
     a = snagkg.robustness(completion_run, modality="text", levels="0.4", seed=1, limit=30, write=False)
     b = snagkg.robustness(completion_run, modality="text", levels="0.4", seed=1, limit=30, write=False)
@@ -104,6 +108,7 @@ def test_same_seed_same_numbers(completion_run):
     assert _plain(a.metrics[0]) == _plain(b.metrics[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["--modality", "audio"], "modality 'audio' is not used by this run"),
     (["--drop", "0,1.5"], "drop level 1.5 is outside [0, 1]"),
@@ -132,12 +137,14 @@ def test_missing_run_and_helpers(tmp_path, capsys):
         select_modalities(["structure"], "all")
 
 
+@pytest.mark.slow
 def test_structure_named_explicitly(completion_run):
     res = snagkg.robustness(completion_run, modality="structure", levels=[0, 1], limit=40, write=False)
     assert res.modalities == ["structure"] and res.missing[1] == {"structure": 0.0}
     assert res.metrics[1]["mrr"] != res.metrics[0]["mrr"]  # the structure table was redrawn
 
 
+@pytest.mark.slow
 def test_alignment_run(tmp_path):
     folder = write_synthetic_pair(tmp_path / "syn", entities=200, seed=11, permute_ids=True)
     cfg = C.resolve(preset="dbp15k", overrides={
@@ -156,6 +163,7 @@ def test_alignment_run(tmp_path):
     assert (Path(tmp_path / "run") / "robustness.csv").exists()
 
 
+@pytest.mark.slow
 def test_without_matplotlib_json_and_csv_are_still_written(completion_run, monkeypatch, capsys):
     import sys
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError

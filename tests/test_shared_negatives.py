@@ -123,6 +123,7 @@ def test_config_rejects_an_unknown_scheme_and_a_bad_chunk():
         snagkg.resolve_config(overrides={"completion.shared_chunk": 0})
 
 
+@pytest.mark.slow
 def test_train_with_shared_negatives_learns(tiny_dataset, tmp_path, capsys):
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("encoder: {hidden: 32, heads: 2}\n"

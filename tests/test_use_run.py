@@ -68,6 +68,7 @@ def _cli(argv, capsys):
 
 
 # -- predict -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_top_tail_of_a_training_triple_is_its_true_tail(task):
     kg, known = task.kg, _known_tails(task.kg)
     single = [(h, r, t) for h, r, t in kg.train.tolist() if len(known[(h, r)]) == 1]
@@ -82,6 +83,7 @@ def test_top_tail_of_a_training_triple_is_its_true_tail(task):
     assert hits >= 0.9 * len(single), (hits, len(single))
 
 
+@pytest.mark.slow
 def test_known_answers_are_left_out_and_scores_are_the_interactions(task):
     kg, known = task.kg, _known_tails(task.kg)
     vecs, sc = task.entity_vectors(), task.model.interaction
@@ -104,6 +106,7 @@ def test_known_answers_are_left_out_and_scores_are_the_interactions(task):
     assert "rank" in str(full).splitlines()[1]
 
 
+@pytest.mark.slow
 def test_head_prediction_scores_the_same_triples(task):
     kg = task.kg
     vecs, sc = task.entity_vectors(), task.model.interaction
@@ -115,6 +118,7 @@ def test_head_prediction_scores_the_same_triples(task):
     assert np.allclose([row.score for row in p.rows], want.detach().numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fused_vectors_are_computed_once_per_task(run, monkeypatch):
     t = snagkg.load_run(run, device="cpu")
     calls = []
@@ -126,6 +130,7 @@ def test_fused_vectors_are_computed_once_per_task(run, monkeypatch):
     assert len(calls) == 1
 
 
+@pytest.mark.slow
 def test_names_are_found_by_readable_forms_and_typos_list_candidates(task):
     p = task.predict(head="ENTITY_3", relation="Relation_1", top=1)
     assert p.head == "entity_3" and p.relation == "relation_1"
@@ -140,6 +145,7 @@ def test_names_are_found_by_readable_forms_and_typos_list_candidates(task):
     assert index.find("http://b.org/resource/X_Y") == 2
 
 
+@pytest.mark.slow
 def test_cli_predict_table_json_and_typo(run, capsys):
     code, out, err = _cli(["predict", run, "--head", "entity_5", "--relation", "relation_2", "--top", "4",
                            "--format", "json"], capsys)
@@ -154,6 +160,7 @@ def test_cli_predict_table_json_and_typo(run, capsys):
     assert "'relation_2'" in err
 
 
+@pytest.mark.slow
 def test_cli_predict_triples_file_scores_equal_the_interaction(run, task, tmp_path, capsys):
     kg = task.kg
     rows = [kg.train[0].tolist(), kg.test[0].tolist(), [3, 1, 7]]
@@ -184,6 +191,7 @@ def test_predict_on_an_alignment_run_points_to_align(alignment_run, capsys):
 
 
 # -- export ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".npz", ".tsv", ".parquet"])
 def test_export_round_trips_exactly(run, task, tmp_path, capsys, suffix):
     if suffix == ".parquet":
@@ -218,6 +226,7 @@ def test_export_of_an_alignment_run_has_normalised_vectors_and_no_relations(alig
     assert np.allclose(data["modality_weights"].sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_errors(run, tmp_path, capsys, monkeypatch):
     old = tmp_path / "v.npz"
     old.write_bytes(b"keep")
@@ -232,6 +241,7 @@ def test_export_errors(run, tmp_path, capsys, monkeypatch):
 
 
 # -- weights -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_weights_sum_to_one_and_flag_missing_entities(task, run, tmp_path, capsys):
     table = modality_weights(task)
     assert np.allclose(table.weights.sum(1), 1.0, atol=1e-5)
