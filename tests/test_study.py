@@ -182,7 +182,7 @@ def test_long_tail_orders_rows_by_degree_lowest_first(tiny_run):
     from snagkg.api.run import load_run
     task = load_run(tiny_run)
     ent = task.model.entities
-    degrees = task.kg.degrees()
+    degrees = task.entity_degrees()
     assert degrees.sum() == 2 * len(task.kg.train)
     uniform = _draws(ent, ["image"], seed=3)["image"]["perm"].numpy()
     tail = _draws(ent, ["image"], seed=3, degrees=degrees)["image"]["perm"].numpy()

@@ -99,9 +99,7 @@ class WeightTable:
 def modality_weights(task: Any, entities: Optional[Sequence[str]] = None) -> WeightTable:
     """The :class:`WeightTable` of a loaded task (completion or alignment): all entities, or those
     named in ``entities`` (found like ``snagkg predict`` names; an unknown name is an error)."""
-
-
-    names = list(task.kg.entities if task.cfg.task == "completion" else task.pair.entities)
+    names = list(task.entity_names())
     reps = task.model.entities
     if entities:
         index = NameIndex(names, "entity")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from snagkg.api.run import load_run
+from snagkg.api.run import load_run, model_digest
 from snagkg.data.tables import modality_seed
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import write_bytes, write_json, write_text
@@ -208,7 +208,7 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
     ent = task.model.entities
     mods = select_modalities(ent.modalities, modality)
     seed = int(task.cfg.seed if seed is None else seed)
-    draws = _draws(ent, mods, seed, task.kg.degrees() if pattern == "long-tail" else None)
+    draws = _draws(ent, mods, seed, task.entity_degrees() if pattern == "long-tail" else None)
 
     results: List[Dict[str, Any]] = []
     missing: List[Dict[str, float]] = []
@@ -241,7 +241,8 @@ def write_outputs(result: RobustnessResult, folder: Path, echo=None) -> List[Pat
     """Write ``robustness.json``, ``robustness.csv`` and (with matplotlib) ``robustness.png`` atomically."""
 
     folder = Path(folder)
-    write_json(folder / "robustness.json", result.to_dict())
+    # the model it measured: `snagkg report` skips the file once best.pt has changed (a new or resumed run)
+    write_json(folder / "robustness.json", {**result.to_dict(), "model_sha256": model_digest(folder)})
     write_text(folder / "robustness.csv", result.csv())
     written = [folder / "robustness.json", folder / "robustness.csv"]
     png = plot_png(result)

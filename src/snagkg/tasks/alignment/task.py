@@ -199,6 +199,10 @@ class AlignmentTask(Task):
         x, y = self.pair_vectors(links)
         return self.model.interaction.metrics(x, y, ties=ties or self.cfg.ties, limit=limit)
 
+    def entity_degrees(self) -> np.ndarray:
+        """Triples per entity in its own graph (as head or tail)."""
+        return self.pair.degrees()
+
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The CSLS rank of every link of ``split``: left-to-right, then right-to-left."""
         x, y = self.pair_vectors(self.split_links(split))

@@ -145,6 +145,10 @@ class CompletionTask(Task):
                                    progress=progress, candidates=candidates, seed=self.cfg.seed)
         return metrics if candidates else distributed.combine_metrics(metrics)
 
+    def entity_degrees(self) -> np.ndarray:
+        """Train triples per entity (as head or tail)."""
+        return self.kg.degrees()
+
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The filtered rank of every triple of ``split``: its tail, then (after all tails) its head."""
         triples = torch.from_numpy(self.kg.split(split)).long()
