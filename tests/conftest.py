@@ -63,15 +63,15 @@ def make_openke(folder: Path, num_entities: int = 300, num_relations: int = 8, s
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
-    """A tiny hand-written OpenKE dataset (tests/_fixtures_reliability.py)."""
-    from _fixtures_reliability import write_tiny_openke
+    """A tiny hand-written OpenKE dataset (tests/_helpers.py)."""
+    from _helpers import write_tiny_openke
     return write_tiny_openke(tmp_path / "ds")
 
 
 @pytest.fixture
 def cfg_file(tmp_path: Path) -> Path:
     """A YAML config for runs of a few seconds on ``tiny``."""
-    from _fixtures_reliability import TINY_CONFIG
+    from _helpers import TINY_CONFIG
     p = tmp_path / "tiny.yaml"
     p.write_text(TINY_CONFIG)
     return p
@@ -91,3 +91,33 @@ def fast_config(tmp_path: Path) -> Path:
         "train: {epochs: 3, batch_size: 256, lr: 0.005, negatives: 8, eval_every: 1, patience: 5}\n"
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def memorised_run(tmp_path_factory) -> Path:
+    """A completion run that memorises a tiny synthetic graph (100 entities, ~100 training triples;
+    about 20% of the image and text rows missing), trained once per session (~10 s) for the tests of
+    predict, export and weights (all marked slow)."""
+    import snagkg
+
+    root = tmp_path_factory.mktemp("use")
+    ds = make_openke(root / "ds", num_entities=100, num_relations=4)
+    cfg = snagkg.resolve_config(preset="synthetic", overrides={
+        "dataset": str(ds), "train.epochs": 40, "train.lr": 0.02, "encoder.hidden": 32, "device": "cpu",
+        "train.eval_every": 40, "train.batch_size": 256, "train.negatives": 16})
+    snagkg.train(cfg, root / "run", progress=False, echo=lambda s: None)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def memorised_task(memorised_run):
+    import snagkg
+
+    return snagkg.load_run(memorised_run, device="cpu")
+
+
+@pytest.fixture
+def alignment_run(tmp_path) -> Path:
+    """The small alignment run folder in tests/data/legacy_runs, its dataset path pointed at the vendored data."""
+    from _helpers import legacy_run
+    return legacy_run("alignment", tmp_path)

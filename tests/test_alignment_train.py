@@ -144,3 +144,52 @@ def test_openea_layout_trains_with_attributes(tmp_path):
     assert res.dataset["used_modalities"] == ["structure", "relation", "attribute"]
     assert res.dataset["split"] == {"train": 8, "valid": 4, "test": 48}  # OpenEA: 20% (12) for training
     assert res.test["count"] == 48  # every test link ranked
+
+
+# -- encoder options on alignment: the readout, no fusion, bf16 ------------------------------------
+def _alignment_cfg(pair, **extra):
+    from snagkg.config import schema as C
+    o = {"task": "alignment", "dataset": str(pair), "seed": 1, "encoder.hidden": 16,
+         "alignment.structure_dim": 16, "alignment.char_vocab": 100, "alignment.valid_ratio": 0.3,
+         "train.batch_size": 256, "train.epochs": 2, "train.eval_every": 1, "modalities": "structure,char",
+         "alignment.iterative": False, "device": "cpu"}
+    o.update(extra)
+    return C.resolve(preset="dbp15k", overrides=o)
+
+
+@pytest.fixture(scope="module")
+def small_pair(tmp_path_factory):
+    from snagkg.data.datasets import write_synthetic_pair
+    return write_synthetic_pair(tmp_path_factory.mktemp("pair") / "p", entities=60, seed=3, permute_ids=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readout", ["mean", "attention_weighted", "graph"])
+def test_alignment_honours_the_readout(small_pair, readout, tmp_path):
+    from snagkg.core.encoder import READOUTS
+    res = snagkg.train(_alignment_cfg(small_pair, **{"encoder.readout": readout}), tmp_path / "r",
+                       progress=False, echo=lambda s: None)
+    task = snagkg.load_run(tmp_path / "r", device="cpu")
+    assert type(task.model.entities.encoder.readout) is READOUTS.get(readout)
+    width = task.model.entity_vectors().shape[1]
+    assert width == (16 * 2 if readout == "attention_weighted" else 16)
+    assert snagkg.evaluate(tmp_path / "r", split="test", device="cpu")["hits@1"] == res.test["hits@1"]  # as saved
+
+
+@pytest.mark.slow
+def test_alignment_without_fusion_and_in_bf16(small_pair, tmp_path):
+    from snagkg.core.encoder import NoFusion
+    plain = snagkg.train(_alignment_cfg(small_pair, **{"encoder.fusion": False, "modalities": "structure"}),
+                         tmp_path / "plain", progress=False, echo=lambda s: None)
+    task = snagkg.load_run(tmp_path / "plain", device="cpu")
+    assert isinstance(task.model.entities.encoder, NoFusion)
+    assert task.model.entity_vectors().shape[1] == 16  # the GAT output itself
+    assert plain.test["count"] > 0
+    bf16 = snagkg.train(_alignment_cfg(small_pair, precision="bf16"), tmp_path / "bf16", progress=False,
+                        echo=lambda s: None)
+    fp32 = snagkg.train(_alignment_cfg(small_pair), tmp_path / "fp32", progress=False, echo=lambda s: None)
+    log = [json.loads(x) for x in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "fp32" / "metrics.jsonl").read_text().splitlines()]
+    assert all(abs(a["loss"] - b["loss"]) < 0.05 * abs(b["loss"]) for a, b in zip(log, ref))  # same model, bf16 products
+    assert log[0]["loss"] != ref[0]["loss"]  # the products did run in bf16
+    assert bf16.test["count"] == fp32.test["count"]

@@ -23,7 +23,7 @@ from snagkg.runtime.errors import SnagError
 from snagkg.data.lines import read_int_rows, read_lines, read_name_ids
 from snagkg.data.tables import read_missing_ids
 
-from _fixtures_reliability import (N_ENT, TINY_CONFIG, assert_one_error, insert_line, replace_line, run_cli_subprocess,
+from _helpers import (N_ENT, TINY_CONFIG, assert_one_error, insert_line, replace_line, run_cli_subprocess,
                                    run_main, snapshot, tiny_triples, triple_file, write_tiny_openke)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _fixtures_reliability import run_main as run_cli
+from _helpers import run_main as run_cli
 from conftest import SHARED_DATA, make_openke
 from snagkg.features.extractors import HashingEncoder
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import snagkg
-from _fixtures_reliability import run_main
+from _helpers import run_main
 from snagkg.tasks.completion.sampler import BernoulliNegativeSampler, SharedNegativeSampler, TripleIndex, bernoulli_head_probability, make_sampler
 from snagkg.runtime.errors import SnagError
 

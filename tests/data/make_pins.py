@@ -1,7 +1,7 @@
 """The fixed-seed synthetic runs whose metrics tests/data/redesign_pins.json pins.
 
 ``python tests/data/make_pins.py OUT > tests/data/redesign_pins.json`` rewrites the pins
-(only when a change of numbers is intended); tests/test_redesign.py reruns them, both with 2
+(only when a change of numbers is intended); tests/test_pinned_metrics.py reruns them, both with 2
 torch threads.
 """
 import json
@@ -50,7 +50,7 @@ def run(name: str, kwargs: dict, out: Path) -> dict:
 if __name__ == "__main__":
     import torch
 
-    torch.set_num_threads(2)  # as tests/test_redesign.py runs them
+    torch.set_num_threads(2)  # as tests/test_pinned_metrics.py runs them
     folder = Path(sys.argv[1])
     folder.mkdir(parents=True, exist_ok=True)
     print(json.dumps({name: run(name, kw, folder) for name, kw in runs(folder).items()}, indent=1))

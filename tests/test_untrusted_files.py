@@ -17,7 +17,7 @@ from snagkg.config.schema import resolve
 from snagkg.runtime.errors import SnagError
 from snagkg.data.tables import load_npy
 
-from _fixtures_reliability import (TINY_CONFIG, assert_one_error, run_cli_subprocess, run_main, snapshot,
+from _helpers import (TINY_CONFIG, assert_one_error, run_cli_subprocess, run_main, snapshot,
                                    write_tiny_openke)
 
 

@@ -1,5 +1,5 @@
-"""Large-graph training on one machine: memory-mapped feature tables with streamed statistics,
-and sparse entity-table updates that touch only a batch's rows."""
+"""Memory-mapped feature tables (``completion.feature_storage: mmap``, snagkg.data.mapped) with streamed
+statistics: the rows, loss and metrics of tables in memory (sparse entity updates: test_sparse_updates.py)."""
 from __future__ import annotations
 
 import json
@@ -9,12 +9,11 @@ import pytest
 import torch
 
 import snagkg
-from _fixtures_reliability import run_main
+from _helpers import run_main
 from snagkg.tasks.completion.task import CompletionTask
 from snagkg.data.datasets import read_openke
 from snagkg.runtime.errors import SnagError
 from snagkg.data.mapped import MappedFeatureTable, open_feature_table, streamed_statistics
-from snagkg.training.sparse import SplitOptimizer, clip_gradients
 from snagkg.data.feature_dir import load_feature_dir
 from snagkg.data.tables import make_table
 
@@ -94,50 +93,6 @@ def test_the_training_step_never_reads_a_mapped_table_whole(tiny_dataset, monkey
     assert read and max(read) < 300  # only the batch's entities (4 positives, 6 negatives each)
 
 
-# -- sparse entity updates -------------------------------------------------------------------------
-def test_sparse_updates_give_the_dense_gradient_and_first_step(tiny_dataset):
-    tasks = {u: _task(tiny_dataset, "memory", u, **{"noise.structure_scale": 0.0}) for u in ("dense", "sparse")}
-    assert tasks["sparse"].model.sparse and not tasks["dense"].model.sparse
-    batch = tasks["dense"].train_triples[:16]
-    out = {}
-    for u, task in tasks.items():
-        opt, _ = task.make_optimizer()
-        assert isinstance(opt, SplitOptimizer) == (u == "sparse")
-        task.model.train()
-        task.model.refresh_noise(torch.Generator().manual_seed(1))
-        opt.zero_grad()
-        loss = task.step(batch, torch.Generator().manual_seed(7))
-        loss.backward()
-        weight = task.model.entities.structure.weight
-        assert weight.grad.is_sparse == (u == "sparse")
-        start = weight.detach().clone()
-        grad = weight.grad.to_dense().clone()
-        opt.step()
-        out[u] = (loss.detach(), grad, weight.detach() - start)
-    (l_d, g_d, step_d), (l_s, g_s, step_s) = out["dense"], out["sparse"]
-    assert torch.allclose(l_s, l_d, rtol=1e-6)
-    assert torch.allclose(g_s, g_d, rtol=1e-5, atol=1e-7)
-    # Adam's first step moves only the rows with a gradient, by what lazy Adam moves them (SparseAdam
-    # adds its eps outside the bias correction: the same step wherever the gradient is well above eps)
-    clear = g_d.abs() > 1e-4
-    assert clear.sum() > 100 and torch.allclose(step_s[clear], step_d[clear], rtol=1e-2, atol=0)
-    untouched = g_d.abs().sum(1) == 0
-    assert untouched.any() and not step_s[untouched].any() and not step_d[untouched].any()
-
-
-def test_clip_gradients_takes_sparse_gradients_like_their_dense_copy():
-    a = torch.nn.Parameter(torch.randn(20, 4))
-    b = torch.nn.Parameter(torch.randn(3))
-    idx = torch.tensor([1, 5, 5, 9])
-    (torch.nn.functional.embedding(idx, a, sparse=True).pow(2).sum() * 10 + b.sum()).backward()
-    dense = [a.grad.to_dense().clone(), b.grad.clone()]
-    ref = [torch.nn.Parameter(torch.zeros(20, 4)), torch.nn.Parameter(torch.zeros(3))]
-    ref[0].grad, ref[1].grad = dense
-    norm_ref = torch.nn.utils.clip_grad_norm_(ref, 1.0)
-    norm = clip_gradients([a, b], 1.0)
-    assert float(norm) == pytest.approx(float(norm_ref), rel=1e-5)
-    assert torch.allclose(a.grad.to_dense(), ref[0].grad, atol=1e-6)
-    assert torch.allclose(b.grad, ref[1].grad, atol=1e-6)
 
 
 # -- end to end ------------------------------------------------------------------------------------
@@ -158,13 +113,6 @@ def test_cli_trains_with_mapped_tables_and_sparse_updates_and_resumes_exactly(ti
     a = json.loads((whole / "results.json").read_text())["test"]
     b = json.loads((part / "results.json").read_text())["test"]
     assert a["mrr"] == b["mrr"] and a["mrr"] > 0
-
-
-def test_fusion_scope_table_with_sparse_updates_is_a_one_line_error(tiny_dataset, tmp_path, capsys):
-    code, out, err = run_main(["train", "--dataset", tiny_dataset, "--output", tmp_path / "r", "--epochs", "1",
-                               "--fusion-scope", "table", "--entity-updates", "sparse"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "--entity-updates dense" in err
-    assert not (tmp_path / "r").exists()
 
 
 def test_overriding_rows_of_a_mapped_table_reads_it_into_memory_and_restores_it(tiny_dataset):

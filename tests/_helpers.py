@@ -1,12 +1,14 @@
-"""Helpers for test_bad_input.py, test_reliability.py and test_safety.py.
+"""Helpers for the tests of run folders, checkpoints, bad input and untrusted files.
 
 A tiny hand-written OpenKE folder (12 entities, 3 relations) whose every
 line number is known, so a test can break one line and check that the error
-names exactly that file and line; plus CLI runners and error assertions.
+names exactly that file and line; plus CLI runners, error assertions, a writer that fails
+half-way and copies of the run folders written before the redesign (tests/data/legacy_runs).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +142,27 @@ def snapshot(folder: Path) -> Dict[str, bytes]:
 
 def temp_files(folder: Path) -> List[Path]:
     return sorted(Path(folder).rglob(".*.tmp"))
+
+
+def half_then(exc: BaseException):
+    """A writer for ``atomic_write`` that writes part of a file, then raises ``exc``."""
+    def write(fh):
+        fh.write(b"NEW-PARTIAL-" * 1000)
+        raise exc
+    return write
+
+
+LEGACY_RUNS = Path(__file__).parent / "data" / "legacy_runs"
+
+
+def legacy_run(kind: str, tmp_path: Path) -> Path:
+    """A copy of the ``kind`` (completion or alignment) run folder written before the redesign, its
+    dataset path pointed at a copy of the vendored data."""
+    run = tmp_path / kind
+    shutil.copytree(LEGACY_RUNS / kind, run)
+    data = tmp_path / f"{kind}_data"
+    shutil.copytree(LEGACY_RUNS / f"{kind}_data", data)
+    cfg = run / "config.yaml"
+    lines = [f"dataset: {data}" if line.startswith("dataset:") else line for line in cfg.read_text().splitlines()]
+    cfg.write_text("\n".join(lines) + "\n")
+    return run

@@ -1,11 +1,9 @@
-"""Using a trained run: ``snagkg predict``, ``snagkg export`` and ``snagkg weights`` (and their API)."""
+"""``snagkg predict`` and ``Task.predict`` / ``score_triples`` on a trained run (its export and modality
+weights: test_export.py, test_modality_weights.py)."""
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,44 +12,17 @@ import torch
 import snagkg
 from snagkg.cli.main import main
 from snagkg.runtime.errors import SnagError
-from snagkg.api.export import load_export
 from snagkg.data.name_index import NameIndex
-from snagkg.api.modality_weights import modality_weights
-
-from conftest import make_openke
-
-LEGACY = Path(__file__).parent / "data" / "legacy_runs"
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A completion run that memorises a tiny synthetic graph (100 entities, ~100 training triples;
-    about 20% of the image and text rows missing), trained once for this file (~10 s)."""
-    root = tmp_path_factory.mktemp("use")
-    ds = make_openke(root / "ds", num_entities=100, num_relations=4)
-    cfg = snagkg.resolve_config(preset="synthetic", overrides={
-        "dataset": str(ds), "train.epochs": 40, "train.lr": 0.02, "encoder.hidden": 32, "device": "cpu",
-        "train.eval_every": 40, "train.batch_size": 256, "train.negatives": 16})
-    snagkg.train(cfg, root / "run", progress=False, echo=lambda s: None)
-    return root / "run"
-
-
-@pytest.fixture(scope="module")
-def task(run):
-    return snagkg.load_run(run, device="cpu")
 
 
 @pytest.fixture
-def alignment_run(tmp_path) -> Path:
-    """The small alignment run folder in tests/data, its dataset path pointed at the vendored data."""
-    folder = tmp_path / "alignment"
-    shutil.copytree(LEGACY / "alignment", folder)
-    data = tmp_path / "alignment_data"
-    shutil.copytree(LEGACY / "alignment_data", data)
-    cfg = folder / "config.yaml"
-    lines = [f"dataset: {data}" if ln.startswith("dataset:") else ln for ln in cfg.read_text().splitlines()]
-    cfg.write_text("\n".join(lines) + "\n")
-    return folder
+def run(memorised_run):
+    return memorised_run
+
+
+@pytest.fixture
+def task(memorised_task):
+    return memorised_task
 
 
 def _known_tails(kg):
@@ -67,7 +38,6 @@ def _cli(argv, capsys):
     return code, cap.out, cap.err
 
 
-# -- predict -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_top_tail_of_a_training_triple_is_its_true_tail(task):
     kg, known = task.kg, _known_tails(task.kg)
@@ -191,93 +161,6 @@ def test_predict_on_an_alignment_run_points_to_align(alignment_run, capsys):
 
 
 # -- export ------------------------------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("suffix", [".npz", ".tsv", ".parquet"])
-def test_export_round_trips_exactly(run, task, tmp_path, capsys, suffix):
-    if suffix == ".parquet":
-        pytest.importorskip("pyarrow")
-    out = tmp_path / f"vectors{suffix}"
-    code, stdout, err = _cli(["export", run, "--output", out, "--device", "cpu"], capsys)
-    assert code == 0, err
-    assert json.loads(stdout)["format"] == suffix[1:]
-    data = load_export(out)
-    assert np.array_equal(data["entity_vectors"], task.entity_vectors().numpy())
-    assert list(data["entity_names"]) == task.kg.entities
-    assert np.array_equal(data["entity_ids"], np.arange(task.kg.num_entities))
-    sc = task.model.interaction
-    with torch.no_grad():
-        phases = sc.phases(torch.arange(task.kg.num_relations)).numpy()
-    assert np.array_equal(data["relation_phases"], phases)
-    assert list(data["relation_names"]) == task.kg.relations
-    assert list(data["modalities"]) == ["structure", "image", "text"]
-    assert np.array_equal(data["modality_weights"], task.model.modality_weights().numpy())
-    reps = task.model.entities
-    assert np.array_equal(data["missing"], np.stack([reps.missing(m).numpy() for m in ("image", "text")], 1))
-
-
-def test_export_of_an_alignment_run_has_normalised_vectors_and_no_relations(alignment_run, tmp_path):
-    summary = snagkg.export_run(alignment_run, tmp_path / "a.npz", device="cpu")
-    assert summary["task"] == "alignment"
-    data = load_export(tmp_path / "a.npz")
-    t = snagkg.load_run(alignment_run, device="cpu")
-    assert np.array_equal(data["entity_vectors"], t.model.entity_vectors().numpy())
-    assert np.allclose(np.linalg.norm(data["entity_vectors"], axis=1), 1.0, atol=1e-5)
-    assert "relation_names" not in data and list(data["entity_names"]) == t.pair.entities
-    assert np.allclose(data["modality_weights"].sum(1), 1.0, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_export_errors(run, tmp_path, capsys, monkeypatch):
-    old = tmp_path / "v.npz"
-    old.write_bytes(b"keep")
-    code, _, err = _cli(["export", run, "--output", tmp_path / "v.csv"], capsys)
-    assert code == 2 and "unknown export format '.csv'" in err and err.count("\n") == 1
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
-    code, _, err = _cli(["export", run, "--output", tmp_path / "v.parquet"], capsys)
-    assert code == 2 and "pip install 'snagkg[parquet]'" in err and not (tmp_path / "v.parquet").exists()
-    with pytest.raises(SnagError, match="not found"):
-        load_export(tmp_path / "none.npz")
-    assert old.read_bytes() == b"keep"
 
 
 # -- weights -----------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_weights_sum_to_one_and_flag_missing_entities(task, run, tmp_path, capsys):
-    table = modality_weights(task)
-    assert np.allclose(table.weights.sum(1), 1.0, atol=1e-5)
-    assert table.modalities == ["structure", "image", "text"]
-    for m in ("image", "text"):
-        want = task.kg.features[m].missing
-        assert np.array_equal(table.missing[m], want) and 0.05 < want.mean() < 0.4
-    out = tmp_path / "w.csv"
-    code, stdout, err = _cli(["weights", run, "--output", out], capsys)
-    assert code == 0, err
-    lines = out.read_text().splitlines()
-    assert lines[0] == "id,name,structure,image,text,missing_image,missing_text"
-    assert len(lines) == task.kg.num_entities + 1
-    row = lines[1].split(",")
-    assert abs(sum(float(x) for x in row[2:5]) - 1.0) < 1e-5
-    assert row[5:] == [str(int(table.missing["image"][0])), str(int(table.missing["text"][0]))]
-    summary = {(ln.split()[0], ln.split()[1]): int(ln.split()[2]) for ln in stdout.splitlines()[1:]}
-    n_missing = int(table.missing["image"].sum())
-    assert summary[("image", "missing")] == n_missing
-    assert summary[("image", "present")] == task.kg.num_entities - n_missing
-    # one entity missing its image, asked for by name: the row shows it
-    gone = int(np.flatnonzero(table.missing["image"])[0])
-    code, stdout, err = _cli(["weights", run, "--entity", task.kg.entities[gone]], capsys)
-    assert code == 0, err
-    header, row = stdout.splitlines()[:2]
-    assert header.split()[-2:] == ["missing_image", "missing_text"] and row.split()[-2] == "yes"
-    code, _, err = _cli(["weights", run, "--entity", "entity_x1"], capsys)
-    assert code == 2 and "did you mean" in err
-
-
-def test_weights_of_an_alignment_run(alignment_run, capsys):
-    t = snagkg.load_run(alignment_run, device="cpu")
-    name = t.pair.entities[3].rsplit("/", 1)[1]  # the URI tail finds the entity when it is unique
-    table = modality_weights(t, [t.pair.entities[3]])
-    assert table.ids.tolist() == [3] and np.allclose(table.weights.sum(1), 1.0, atol=1e-5)
-    assert table.modalities == ["structure", "relation", "char"]
-    code, out, err = _cli(["weights", alignment_run, "--entity", t.pair.entities[3]], capsys)
-    assert code == 0, err
-    assert name in out or t.pair.entities[3] in out

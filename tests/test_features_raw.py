@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _fixtures_reliability import run_main as run_cli
+from _helpers import run_main as run_cli
 from conftest import make_openke
 
 pytest.importorskip("PIL")
