@@ -31,7 +31,8 @@ def main() -> None:
 
     common.set_threads(args.threads)
     import torch
-    from snagkg.runtime import kernels
+    from snagkg.runtime import hardware
+    from snagkg.tasks.completion import rotate
     from snagkg.tasks.completion.scorers import RotatE
     from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking
 
@@ -45,8 +46,8 @@ def main() -> None:
                              torch.randint(0, args.relations, (10 * n,), generator=g),
                              torch.randint(0, n, (10 * n,), generator=g)], 1)
         filters = FilterIndex(known, n, args.relations)
-        compiled = kernels.use_compiled(n, args.width)
-        chunk = kernels.chunk_size(n, args.width, compiled)
+        compiled = rotate.use_compiled(n, args.width)
+        chunk = hardware.chunk_size(n, args.width, compiled)
         evaluate_ranking(vecs, scorer, known[:64], filters)  # warm-up: compile / load the kernels
         for q in [int(x) for x in args.triples.split(",")]:
             test = known[torch.randperm(len(known), generator=g)[:q]]

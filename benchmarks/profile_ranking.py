@@ -37,6 +37,7 @@ def main() -> None:
 
     import bench_eval
     import snagkg.tasks.completion.evaluation as new
+    from snagkg.runtime import hardware
 
     task = bench_eval.snagkg_task(args.dataset)
     task.model.eval()
@@ -88,8 +89,8 @@ def main() -> None:
 
         if args.chunks:
             sizes = [int(c) for c in args.chunks.split(",")]
-            print(f"default chunk here: {new.kernels.chunk_size(len(vecs), vecs.shape[1], True)} queries "
-                  f"(L2 {new.kernels.l2_cache_bytes() >> 10} KiB)")
+            print(f"default chunk here: {hardware.chunk_size(len(vecs), vecs.shape[1], True)} queries "
+                  f"(L2 {hardware.l2_cache_bytes() >> 10} KiB)")
             ranks = [new.rank_triples(vecs, scorer, test, task.filters, chunk=c) for c in sizes]
             times = {c: [] for c in sizes}
             for _ in range(args.rounds):

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from snagkg.runtime import kernels
+from snagkg.tasks.completion import rotate
 from snagkg.tasks.completion.scorers import RotatE
 from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking, rank_triples
 from snagkg.evaluation.ranking import summarize
@@ -91,7 +91,7 @@ def test_compiled_kernel_ranks_equal_eager(monkeypatch, device):
     triples = torch.stack([torch.randint(0, n_ent, (60,)), torch.randint(0, n_rel, (60,)),
                            torch.randint(0, n_ent, (60,))], 1)
     f = FilterIndex(triples, n_ent, n_rel)
-    monkeypatch.setattr(kernels, "COMPILE_MIN_WORK", 0)
+    monkeypatch.setattr(rotate, "COMPILE_MIN_WORK", 0)
     with torch.no_grad():
         fast = evaluate_ranking(vecs, scorer, triples, f)
         monkeypatch.setenv("SNAGKG_COMPILE", "0")
@@ -118,22 +118,21 @@ def test_triples_sharing_a_query_match_brute_force(tiny_graph, chunk, device):
 
 def test_compile_time_is_reported_apart_from_the_ranking(tiny_graph, monkeypatch):
     """The first compiled call of a kernel variant counts as ``compile_seconds``, not ``seconds``."""
-    from snagkg.runtime import kernels
+    from snagkg.runtime import compilation
 
     calls = []
-    real = kernels.CompiledFunction.__call__
+    real = compilation.CompiledFunction.__call__
 
     def slow_first(self, *args, compiled=True):
-        if compiled and self.available() and kernels._signature(args) not in self.seen:
+        if compiled and self.available() and compilation._signature(args) not in self.seen:
             calls.append(self.name)
-            kernels._COMPILE_SECONDS[0] += 0.5  # as if compiling had taken half a second
+            compilation._COMPILE_SECONDS[0] += 0.5  # as if compiling had taken half a second
         return real(self, *args, compiled=compiled)
 
     from snagkg.tasks.completion import evaluation
-    from snagkg.tasks.completion import scorers
-    monkeypatch.setattr(kernels.CompiledFunction, "__call__", slow_first)
-    monkeypatch.setattr(kernels, "COMPILE_MIN_WORK", 0)
-    for kernel in (evaluation._counts, kernels._pairwise, scorers._query_kernel):
+    monkeypatch.setattr(compilation.CompiledFunction, "__call__", slow_first)
+    monkeypatch.setattr(rotate, "COMPILE_MIN_WORK", 0)
+    for kernel in (evaluation._counts, rotate._pairwise, rotate._query_kernel):
         monkeypatch.setattr(kernel, "seen", set())  # as in a new process
     vecs, scorer, triples, known, n_ent, n_rel = tiny_graph
     filters = FilterIndex(known, n_ent, n_rel)

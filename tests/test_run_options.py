@@ -57,8 +57,8 @@ def test_bf16_run_through_cli_matches_fp32_quality(tiny_dataset, fast_config, tm
 @pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
 def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, tmp_path, capsys, monkeypatch,
                                                       native, warned):
-    from snagkg.runtime import kernels
-    monkeypatch.setattr(kernels, "has_native_bf16", lambda device: native)
+    from snagkg.runtime import precision as precisions
+    monkeypatch.setattr(precisions, "has_native_bf16", lambda device: native)
     for precision in ("bf16", "fp32"):
         code = main(["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--output",
                      str(tmp_path / f"{precision}-{native}"), "--no-progress", "--precision", precision,
@@ -72,15 +72,15 @@ def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, 
 
 
 def test_native_bf16_probe_reads_the_cpu_flags(monkeypatch):
-    from snagkg.runtime import kernels
+    from snagkg.runtime import precision as precisions
     flags = {"amx_bf16": False, "avx512_bf16": False, "avx2": True}
     monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda: flags)
-    assert kernels.has_native_bf16("cpu") is False
+    assert precisions.has_native_bf16("cpu") is False
     flags["avx512_bf16"] = True
-    assert kernels.has_native_bf16("cpu") is True
+    assert precisions.has_native_bf16("cpu") is True
     flags.update(avx512_bf16=False, amx_bf16=True)
-    assert kernels.has_native_bf16("cpu") is True
-    assert kernels.precision_warning("fp32", "cpu") is None
+    assert precisions.has_native_bf16("cpu") is True
+    assert precisions.precision_warning("fp32", "cpu") is None
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from snagkg.tasks.completion.loss import self_adversarial_loss
-from snagkg.tasks.completion.scorers import RotatE, complex_l1
-from snagkg.runtime.kernels import complex_l1_pairwise_eager
+from snagkg.tasks.completion.rotate import complex_l1, complex_l1_pairwise_eager
+from snagkg.tasks.completion.scorers import RotatE
 
 
 def as_complex(v):

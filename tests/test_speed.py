@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 import snagkg
-from snagkg.runtime import kernels
+from snagkg.runtime import compilation, hardware
 from snagkg.tasks.completion.loss import self_adversarial_loss
-from snagkg.tasks.completion.scorers import RotatE, SampledLoss, rotate_sampled_loss
+from snagkg.tasks.completion import rotate
+from snagkg.tasks.completion.rotate import SampledLoss, rotate_sampled_loss
+from snagkg.tasks.completion.scorers import RotatE
 from snagkg.tasks.completion.task import CompletionTask
 from snagkg.data.datasets import read_openke
 from snagkg.core.encoder import FusionLayer, ModalityEncoder
@@ -135,7 +137,7 @@ def _full_masks(layer, keep, n, m, pos):
 def test_encoder_vectors_equal_forward_with_the_same_dropout(monkeypatch, modalities, layers, ffn, compiled):
     """The readout-only path (the last layer for the structure token alone, through folded
     attention weights) equals the full layer stack given the same dropout masks, with gradients."""
-    monkeypatch.setattr(kernels, "COMPILE_MIN_ENCODER_WORK", 0 if compiled else 10**12)
+    monkeypatch.setattr(compilation, "COMPILE_MIN_ENCODER_WORK", 0 if compiled else 10**12)
     enc, x = _encoders(modalities, layers, ffn)
     w = torch.randn(200, 32)
     n, m, pos = 200, len(modalities), enc.modalities.index("structure")
@@ -210,8 +212,8 @@ def _old_step(task, batch, generator):
 @pytest.mark.parametrize("readout,compiled", [("graph", False), ("mean", False), ("graph", True)])
 def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, monkeypatch, readout, compiled):
     if compiled:
-        for name in ("COMPILE_MIN_ENCODER_WORK", "COMPILE_MIN_TRAIN_WORK"):
-            monkeypatch.setattr(kernels, name, 0)
+        for module, name in ((compilation, "COMPILE_MIN_ENCODER_WORK"), (rotate, "COMPILE_MIN_TRAIN_WORK")):
+            monkeypatch.setattr(module, name, 0)
     else:
         monkeypatch.setenv("SNAGKG_COMPILE", "0")
     # Dropout off: the readout-only path draws the last layer's masks for the structure token
@@ -256,7 +258,7 @@ def test_duplicated_known_triples_are_filtered_once():
 @pytest.mark.parametrize("n_ent", [100, 12_842, 200_000, 5_000_000])
 def test_ranking_chunks_fit_the_memory_budget(n_ent):
     for compiled in (True, False):
-        c = kernels.chunk_size(n_ent, 256, compiled, budget_bytes=256 << 20)
+        c = hardware.chunk_size(n_ent, 256, compiled, budget_bytes=256 << 20)
         assert c >= 1
         per_pair = 12 if compiled else 4 * 3 * 128
         assert c == 1 or c * n_ent * per_pair <= 256 << 20
@@ -265,22 +267,22 @@ def test_ranking_chunks_fit_the_memory_budget(n_ent):
 @pytest.mark.parametrize("l2, want", [(2 << 20, 1024), (512 << 10, 256), (0, 64)])
 def test_compiled_query_chunk_fits_half_the_l2_cache(l2, want):
     # 256-wide float32 queries are 1 KiB each; the chunk never shrinks below 64 queries
-    assert kernels.chunk_size(12_842, 256, True, cache_bytes=l2) == want
-    assert kernels.l2_cache_bytes() > 0
+    assert hardware.chunk_size(12_842, 256, True, cache_bytes=l2) == want
+    assert hardware.l2_cache_bytes() > 0
 
 
 @pytest.mark.parametrize("free, want", [(None, 256 << 20), (64 << 30, 256 << 20), (400 << 20, 100 << 20),
                                         (1 << 20, 8 << 20)])
 def test_ranking_budget_follows_the_memory_available(monkeypatch, free, want):
-    monkeypatch.setattr(kernels, "available_memory_bytes", lambda device=None: free)
-    assert kernels.ranking_budget("cpu") == want
+    monkeypatch.setattr(hardware, "available_memory_bytes", lambda device=None: free)
+    assert hardware.ranking_budget("cpu") == want
     # the chunk follows the budget: 12 bytes per (query, entity) pair at 200k entities
-    c = kernels.chunk_size(200_000, 256, True, cache_bytes=64 << 20)
+    c = hardware.chunk_size(200_000, 256, True, cache_bytes=64 << 20)
     assert c == max(1, min(4096, want // (200_000 * 12)))
 
 
 def test_available_memory_is_read_on_this_machine():
-    free = kernels.available_memory_bytes("cpu")
+    free = hardware.available_memory_bytes("cpu")
     assert free is None or free > 0
 
 
@@ -294,14 +296,14 @@ def test_ranks_do_not_depend_on_the_chunk(monkeypatch):
     filters, test = FilterIndex(known, n_ent, n_rel), known[:120]
     with torch.no_grad():
         whole = rank_triples(vecs, scorer, test, filters)
-        monkeypatch.setattr(kernels, "available_memory_bytes", lambda device=None: 1 << 20)  # a tight machine
+        monkeypatch.setattr(hardware, "available_memory_bytes", lambda device=None: 1 << 20)  # a tight machine
         assert torch.equal(rank_triples(vecs, scorer, test, filters), whole)
         assert torch.equal(rank_triples(vecs, scorer, test, filters, chunk=7), whole)
 
 
 def test_single_threaded_restores_the_thread_count():
     n = torch.get_num_threads()
-    with kernels.single_threaded():
+    with hardware.single_threaded():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == n
 
@@ -399,7 +401,7 @@ class _FlakyCompiled:
 
 
 def test_compiled_failure_for_one_signature_keeps_the_others_compiled(caplog):
-    cf = kernels.CompiledFunction(lambda x: x * 2, "flaky")
+    cf = compilation.CompiledFunction(lambda x: x * 2, "flaky")
     cf.compiled = fake = _FlakyCompiled()
     assert torch.equal(cf(torch.ones(4)), torch.full((4,), 3.0))  # compiled
     with caplog.at_level("WARNING", logger="snagkg"):
@@ -412,7 +414,7 @@ def test_compiled_failure_for_one_signature_keeps_the_others_compiled(caplog):
 
 
 def test_compiled_failure_before_any_success_switches_compilation_off():
-    cf = kernels.CompiledFunction(lambda x: x * 2, "broken")
+    cf = compilation.CompiledFunction(lambda x: x * 2, "broken")
     cf.compiled = fake = _FlakyCompiled(fail_always=True)
     assert torch.equal(cf(torch.ones(3)), torch.full((3,), 2.0))
     assert cf.failed and not cf.available()
@@ -421,7 +423,7 @@ def test_compiled_failure_before_any_success_switches_compilation_off():
 
 def test_compiled_function_raises_the_inputs_own_errors():
     """An error the eager function raises too (bad inputs) is the caller's, not a compiler failure."""
-    cf = kernels.CompiledFunction(lambda x: x.view(3, 3), "shape")
+    cf = compilation.CompiledFunction(lambda x: x.view(3, 3), "shape")
     cf.compiled = lambda x: x.view(3, 3)
     with pytest.raises(RuntimeError):
         cf(torch.ones(4))

@@ -20,7 +20,7 @@ from snagkg.core.registry import (  # in registry.py: the config checks names ag
     PROJECTION_ACTIVATIONS,
     READOUTS,
 )
-from snagkg.runtime import kernels
+from snagkg.runtime import compilation
 
 
 @dataclass
@@ -322,7 +322,7 @@ class ModalityEncoder(nn.Module):
         pos = self.modalities.index("structure")
         last = len(self.layers) - 1
         keeps = [layer.draw_keeps(n, m, like, pos if i == last else None) for i, layer in enumerate(self.layers)]
-        compiled = kernels.use_compiled_encoder(n, self.hidden * len(self.modalities))
+        compiled = compilation.use_compiled_encoder(n, self.hidden * len(self.modalities))
         return _vector_kernel(self, inputs, index, keeps, float(scale), compiled=compiled)
 
     def forward(self, inputs: Dict[str, torch.Tensor], index: Optional[torch.Tensor] = None) -> Fused:
@@ -385,4 +385,4 @@ def _vectors_with(enc: ModalityEncoder, inputs: Dict[str, torch.Tensor], index: 
 
 
 # static shapes: one compile per model and table size (dynamic-shape kernels of this graph are much slower)
-_vector_kernel = kernels.CompiledFunction(_vectors_with, "encoder_vectors", check_backward=True, dynamic=False)
+_vector_kernel = compilation.CompiledFunction(_vectors_with, "encoder_vectors", check_backward=True, dynamic=False)

@@ -8,7 +8,7 @@ precomputed CSR index: no Python loop over triples or entities.
 
 Memory: each chunk of queries keeps its ``[chunk, N]`` distances (and, eagerly, their
 ``[chunk, block, k]`` temporaries, the entities taken in blocks) within
-:func:`snagkg.kernels.ranking_budget`, so a million entities rank in bounded memory; the
+:func:`snagkg.runtime.hardware.ranking_budget`, so a million entities rank in bounded memory; the
 progress bar (tqdm, stderr) counts queries against their total and shows an ETA.
 ``candidates=K`` ranks against ``K`` sampled filtered candidates instead
 (:mod:`snagkg.sampled`; the metrics then carry ``"sampled": K``).
@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from snagkg.evaluation.ranking import check_ties, summarize, tie_aware_rank
-from snagkg.runtime import kernels
+from snagkg.runtime import compilation, hardware
+from snagkg.tasks.completion import rotate
 from snagkg.tasks.completion.sampled_evaluation import sampled_ranks
 
 METRIC_KEYS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
@@ -81,7 +82,7 @@ def _filtered_counts(dist_t: torch.Tensor, true_d: torch.Tensor, true: torch.Ten
     return better, equal
 
 
-_counts = kernels.CompiledFunction(_filtered_counts, "filtered_counts", pure=True, dynamic=True)
+_counts = compilation.CompiledFunction(_filtered_counts, "filtered_counts", pure=True, dynamic=True)
 
 
 def counts_from_distances(dist: torch.Tensor, true: torch.Tensor,
@@ -108,7 +109,7 @@ def bounded_pairwise(scorer, q: torch.Tensor, table: torch.Tensor, compiled: boo
     eager one takes the entities in blocks whose ``[B, block, k]`` temporaries fit in ``budget`` bytes
     (also when compilation failed after the chunk was sized for it)."""
     n_ent, width = table.shape
-    if compiled and kernels.pairwise_available():
+    if compiled and rotate.pairwise_available():
         return scorer.pairwise(q, table, True)
     block = max(1, budget // max(1, q.shape[0] * 12 * max(1, width // 2)))
     if block >= n_ent:
@@ -124,9 +125,9 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     check_ties(ties)
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
-    compiled = kernels.use_compiled(n_ent, width, queries=2 * len(triples))
-    budget = kernels.ranking_budget(device)
-    chunk = chunk or kernels.chunk_size(n_ent, width, compiled, budget_bytes=budget, device=device)
+    compiled = rotate.use_compiled(n_ent, width, queries=2 * len(triples))
+    budget = hardware.ranking_budget(device)
+    chunk = chunk or hardware.chunk_size(n_ent, width, compiled, budget_bytes=budget, device=device)
     triples = triples.long()
     out = []
     bar = None
@@ -185,7 +186,7 @@ def evaluate_ranking(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor
     the metrics carry ``"sampled": K``."""
     if candidates < 0:
         raise ValueError(f"candidates must not be negative, got {candidates}")
-    t0, c0 = time.perf_counter(), kernels.compile_seconds()
+    t0, c0 = time.perf_counter(), compilation.compile_seconds()
     if candidates:
         ranks = sampled_ranks(entity_vectors, scorer, triples, filters, candidates, ties, seed=seed, chunk=chunk,
                               progress=progress)
@@ -198,7 +199,7 @@ def evaluate_ranking(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor
     metrics["count"] = int(len(triples))
     if candidates:
         metrics["sampled"] = int(candidates)
-    compile_seconds = kernels.compile_seconds() - c0
+    compile_seconds = compilation.compile_seconds() - c0
     metrics["seconds"] = round(time.perf_counter() - t0 - compile_seconds, 4)
     metrics["compile_seconds"] = round(compile_seconds, 4)
     return metrics

@@ -158,13 +158,7 @@ class CompletionModel(nn.Module):
             h, t, candidate = local[:b], local[b:2 * b], local[2 * b:].view_as(candidate)
         if self._fused is not None:  # one rotation per positive and direction, fused loops
             return self._fused(sc, vecs, h, r, t, candidate, corrupt_head, mask, self.loss.temperature)
-        # One query per positive and direction; a negative only swaps the candidate entity,
-        # so the rotation is never recomputed for the [B, K] negatives.
-        q_tail = sc.query(vecs[h], r, True)    # h o r, compared with tails
-        q_head = sc.query(vecs[t], r, False)   # t o conj(r), compared with heads
-        pos = sc.margin - sc.distance(q_tail, vecs[t])
-        q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
-        negs = sc.margin - sc.distance(q, vecs[candidate])
+        pos, negs = sc.sampled_scores(vecs, h, r, t, candidate, corrupt_head)  # the scorer's own arithmetic
         return self.loss(pos, negs, mask)
 
     @torch.no_grad()

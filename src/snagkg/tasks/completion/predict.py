@@ -23,7 +23,7 @@ import torch
 
 from snagkg.data.name_index import NameIndex
 from snagkg.runtime.errors import PathLike, SnagError
-from snagkg.runtime.kernels import use_compiled
+from snagkg.tasks.completion.rotate import use_compiled
 
 SPLITS = ("train", "valid", "test")
 FORMATS = ("table", "json", "tsv")
@@ -154,11 +154,6 @@ def _state(task: Any) -> _State:
         state = _State(task)
         task._prediction_state = state
     return state
-
-
-def clear_cache(task: Any) -> None:
-    """Forget the fused vectors kept on ``task`` (after changing its weights)."""
-    task.__dict__.pop("_prediction_state", None)
 
 
 # -- the API -----------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ import torch
 from tqdm import tqdm
 
 from snagkg.evaluation.ranking import check_ties, tie_aware_rank
-from snagkg.runtime import kernels
+from snagkg.runtime import hardware
+from snagkg.runtime.compilation import CompiledFunction
 
 #: pools of at most this many times K are drawn by random keys, bigger ones by redrawing repeats
 DENSE_FACTOR = 4
@@ -124,7 +125,7 @@ def _gathered_distance(q: torch.Tensor, vectors: torch.Tensor, ids: torch.Tensor
 
 
 #: compiled: the gather fused into the distance loop, so the candidate rows are never materialised
-_gathered = kernels.CompiledFunction(_gathered_distance, "sampled_distance", pure=True, dynamic=True)
+_gathered = CompiledFunction(_gathered_distance, "sampled_distance", pure=True, dynamic=True)
 
 
 def use_compiled(queries: int, candidates: int, width: int) -> bool:
@@ -148,10 +149,10 @@ def candidate_distances(scorer, q: torch.Tensor, vectors: torch.Tensor, ids: tor
 
 def sampled_chunk(width: int, candidates: int, budget: Optional[int] = None, device=None) -> int:
     """Queries scored at once so that their ``[chunk, K, width]`` candidate rows and temporaries stay
-    within ``budget`` bytes (default: :func:`snagkg.kernels.ranking_budget` of ``device``); on the CPU
+    within ``budget`` bytes (default: :func:`snagkg.runtime.hardware.ranking_budget` of ``device``); on the CPU
     also within :data:`CPU_ROWS_BYTES` of gathered rows, which the eager distance passes over several
     times (5,708 queries, K = 100, width 256, one thread: 1.3 s in chunks of 16 to 64, 5 s in chunks of 873)."""
-    budget = kernels.ranking_budget(device) if budget is None else budget
+    budget = hardware.ranking_budget(device) if budget is None else budget
     chunk = budget // max(1, candidates * width * BYTES_PER_PAIR_COORD)
     if device is None or torch.device(device).type == "cpu":
         chunk = min(chunk, CPU_ROWS_BYTES // max(1, candidates * width * 4))
@@ -179,7 +180,7 @@ def sampled_ranks(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, f
         seed = int(torch.randint(0, 1 << 62, (1,), generator=generator))
     device = entity_vectors.device
     n_ent, width = entity_vectors.shape
-    budget = kernels.ranking_budget(device)
+    budget = hardware.ranking_budget(device)
     chunk = chunk or sampled_chunk(width, candidates, budget, device)
     block = block_size(candidates)
     compiled = use_compiled(2 * len(triples), candidates, width)
