@@ -133,7 +133,6 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
     bar = None
     if progress:
         bar = tqdm(total=2 * len(triples), desc="ranking", unit="q", leave=False, mininterval=0.5)
-    query_rows = getattr(scorer, "query_rows", None)
     n_rel = filters.n_rel
     for predict_tail in (True, False):
         anchor_col, true_col = (0, 2) if predict_tail else (2, 0)
@@ -146,10 +145,7 @@ def rank_triples(entity_vectors: torch.Tensor, scorer, triples: torch.Tensor, fi
         ranks = torch.empty(len(triples), dtype=torch.float64)
         for i, start in enumerate(range(0, len(keys), chunk)):
             u_anchor, u_rel = (keys[start:start + chunk] // n_rel).to(device), (keys[start:start + chunk] % n_rel).to(device)
-            if query_rows is not None:
-                q = query_rows(entity_vectors, u_anchor, u_rel, predict_tail, compiled)
-            else:
-                q = scorer.query(entity_vectors[u_anchor], u_rel, predict_tail)
+            q = scorer.query_rows(entity_vectors, u_anchor, u_rel, predict_tail, compiled)
             dist_t = bounded_pairwise(scorer, q, entity_vectors, compiled, budget).t()  # [N, queries]
             sel = order[bounds[i]:bounds[i + 1]]  # the triples asking these queries, grouped by query
             cols = inv[sel] - start

@@ -25,6 +25,7 @@ from snagkg.core.representation import (
 )
 from snagkg.runtime.errors import SnagError
 from snagkg.tasks.completion import loss as _losses  # noqa: F401  (registers the completion losses)
+from snagkg.tasks.completion.config import CompletionConfig
 from snagkg.training.sparse import resolve_entity_updates
 
 #: ``fusion_scope: auto`` fuses only the batch's entities when they are at most this share of the graph
@@ -53,12 +54,15 @@ class CompletionModel(nn.Module):
     """
 
     def __init__(self, num_entities: int, num_relations: int, tables: Mapping[str, Any],
-                 modalities: Sequence[str], cfg: Any):
+                 modalities: Sequence[str], comp: CompletionConfig, enc: Any, noise: Any, precision: str = "fp32",
+                 weight_decay: float = 0.0):
+        """``comp``: the run's ``completion`` section; ``enc``, ``noise``: its ``encoder`` and ``noise``
+        sections; ``precision``: ``fp32`` or ``bf16``; ``weight_decay``: ``train.weight_decay`` (sparse
+        entity updates need none)."""
         super().__init__()
-        enc, comp = cfg.encoder, cfg.completion
         rng = (comp.margin + 2.0) / (enc.hidden // 2)
         structure = EmbeddingStructure(torch.empty(num_entities, enc.hidden).uniform_(-rng, rng))
-        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, enc, cfg.noise, cfg.precision)
+        self.entities = MultiModalEntityRepresentation(structure, tables, modalities, enc, noise, precision)
         self.interaction = SCORERS.get(comp.scorer)(num_relations, self.entities.width, comp.margin)
         self.loss = LOSSES.get("nssa")(comp.adversarial_temperature)
         # Map the readout to RotatE's initial scale: coordinates ~ U(-range, range) have RMS range/sqrt(3).
@@ -71,10 +75,9 @@ class CompletionModel(nn.Module):
         # the learned share of the fused vector (completion.residual_gate); None: a fixed 1
         self.gate = nn.Parameter(torch.zeros(())) if self.structure_residual and comp.residual_gate else None
         self._fused = fused_kernel(self.interaction, self.loss)
-        self.fusion_scope = getattr(comp, "fusion_scope", "auto")
+        self.fusion_scope = comp.fusion_scope
         # sparse entity-table updates (snagkg.sparse): the batch's structure rows carry a sparse gradient
-        self.sparse = resolve_entity_updates(getattr(comp, "entity_updates", "dense"), num_entities,
-                                             cfg.train.weight_decay, self.fusion_scope)
+        self.sparse = resolve_entity_updates(comp.entity_updates, num_entities, weight_decay, self.fusion_scope)
         self.entities.sparse_rows = self.sparse
         if self.fusion_scope == "table" and (self.sparse or self.entities.mapped):
             raise SnagError("--fusion-scope table fuses every entity each step: it needs dense entity updates "
@@ -95,7 +98,7 @@ class CompletionModel(nn.Module):
 
     def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Entity vectors ``[n, width]`` for the scorer (all entities by default), through the full encoder."""
-        inputs = self.entities.inputs()
+        inputs, index = self.entities.entity_inputs(index)
         v = self.entities.encode(inputs, index).vector * self.output_scale
         return self._gated(v) + self._residual(inputs, index) if self.structure_residual else v
 
@@ -109,9 +112,8 @@ class CompletionModel(nn.Module):
             dev = self.entities.device
             return torch.cat([self.vectors(torch.arange(s, min(n, s + VECTOR_CHUNK), device=dev))
                               for s in range(0, n, VECTOR_CHUNK)])
-        inputs = self.entities.inputs(self.entities.cast_dtype, indices)
-        v = self.entities.encode_vectors(inputs, None, self.output_scale)
-        v = self._gated(v.float()) + self._residual(inputs, None) if self.structure_residual else v
+        v, inputs = self.entities.readout(indices, self.output_scale)  # the representation fuses the given rows
+        v = self._gated(v.float()) + inputs["structure"] if self.structure_residual else v
         return v.float()
 
     def batch_entities(self, h: torch.Tensor, t: torch.Tensor,
@@ -120,7 +122,7 @@ class CompletionModel(nn.Module):
         with ``ids`` the distinct entities (padded to :func:`bucket` size with repeats of the first)
         and ``local`` the position in ``ids`` of every entry of ``cat([h, t, candidate.flatten()])``;
         ``None`` for the whole-table path."""
-        if self.fusion_scope == "table" or not self.entities.structure.row_wise:
+        if self.fusion_scope == "table" or not self.entities.row_wise:
             return None
         ids, local = torch.unique(torch.cat([h, t, candidate.reshape(-1)]), return_inverse=True)
         size = bucket(len(ids))

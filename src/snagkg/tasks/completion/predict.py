@@ -145,15 +145,10 @@ class _State:
 
 
 def _state(task: Any) -> _State:
-    """The task's cached :class:`_State` (built on first use)."""
-    if getattr(task, "cfg", None) is not None and task.cfg.task != "completion":
-        raise SnagError(f"prediction needs a completion run, not {task.cfg.task}; for an alignment run use "
-                        "`snagkg align RUN --export pairs.tsv`")
-    state = getattr(task, "_prediction_state", None)
-    if state is None:
-        state = _State(task)
-        task._prediction_state = state
-    return state
+    """The completion task's cached :class:`_State` (``task.prediction_state``, built on first use)."""
+    if task.prediction_state is None:
+        task.prediction_state = _State(task)
+    return task.prediction_state
 
 
 # -- the API -----------------------------------------------------------------------------------------
