@@ -1,9 +1,12 @@
+import pytest
 import torch
 
 import snagkg
 from snagkg.tasks.completion.loss import self_adversarial_loss
 from snagkg.tasks.completion.task import CompletionTask
 from snagkg.data.datasets import read_openke
+from snagkg.runtime import compilation
+from snagkg.tasks.completion import rotate
 
 
 def test_training_step_equals_naive_scoring(tiny_dataset, device):
@@ -151,3 +154,51 @@ def test_residual_gate_trains_with_the_encoder_and_needs_the_residual(tiny_datas
     assert _residual_task(tiny_dataset, True).model.gate is None  # off by default: older runs load as before
     with pytest.raises(SnagError, match="needs completion.structure_residual"):
         _residual_task(tiny_dataset, False, **{"completion.residual_gate": True})
+
+
+def _old_step(task, batch, generator):
+    """The training step as written before the fast paths (eager autograd, full encoder forward)."""
+    neg, mask = task.sampler.sample(batch, generator)
+    vecs = task.model.entity_vectors()
+    scorer = task.model.interaction
+    h, r, t = batch[:, 0], batch[:, 1], batch[:, 2]
+    q_tail = scorer.query(vecs[h], r, True)
+    q_head = scorer.query(vecs[t], r, False)
+    pos = scorer.margin - scorer.distance(q_tail, vecs[t])
+    corrupt_head = neg[..., 0] != h.unsqueeze(1)
+    candidate = torch.where(corrupt_head, neg[..., 0], neg[..., 2])
+    q = torch.where(corrupt_head.unsqueeze(-1), q_head.unsqueeze(1), q_tail.unsqueeze(1))
+    negs = scorer.margin - scorer.distance(q, vecs[candidate])
+    return self_adversarial_loss(pos, negs, mask, task.cfg.completion.adversarial_temperature)
+
+
+@pytest.mark.parametrize("readout,compiled", [("graph", False), ("mean", False), ("graph", True)])
+def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, monkeypatch, readout, compiled):
+    if compiled:
+        for module, name in ((compilation, "COMPILE_MIN_ENCODER_WORK"), (rotate, "COMPILE_MIN_TRAIN_WORK")):
+            monkeypatch.setattr(module, name, 0)
+    else:
+        monkeypatch.setenv("SNAGKG_COMPILE", "0")
+    # Dropout off: the readout-only path draws the last layer's masks for the structure token
+    # alone, so its masks differ from a full forward's (that path is compared with the same
+    # masks in test_encoder_vectors_equal_forward_with_the_same_dropout).
+    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16, "train.negatives": 6,
+                                           "encoder.readout": readout, "encoder.dropout": 0.0})
+    task = CompletionTask(read_openke(tiny_dataset), cfg)
+    task.model.train()  # the noise draw is on
+    task.model.refresh_noise(torch.Generator().manual_seed(1))
+    batch = task.train_triples[:64]
+    params = [p for p in task.model.parameters() if p.requires_grad]
+
+    torch.manual_seed(11)
+    ref = _old_step(task, batch, torch.Generator().manual_seed(7))
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    torch.manual_seed(11)
+    got = task.step(batch, torch.Generator().manual_seed(7))
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_ref, g_got):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            assert torch.allclose(b, a, rtol=1e-4, atol=1e-5 * max(a.abs().max().item(), 1e-12))

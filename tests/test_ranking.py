@@ -9,6 +9,7 @@ from snagkg.tasks.completion import rotate
 from snagkg.tasks.completion.scorers import RotatE
 from snagkg.tasks.completion.evaluation import FilterIndex, evaluate_ranking, rank_triples
 from snagkg.evaluation.ranking import summarize
+from snagkg.runtime import hardware
 
 
 def brute_force(vecs, scorer, triples, known, ties):
@@ -141,3 +142,60 @@ def test_compile_time_is_reported_apart_from_the_ranking(tiny_graph, monkeypatch
     assert m["seconds"] < m["compile_seconds"]
     again = evaluate_ranking(vecs, scorer, triples, filters)  # every variant is compiled now
     assert again["compile_seconds"] == 0.0 and again["mrr"] == m["mrr"]
+
+
+def test_duplicated_known_triples_are_filtered_once():
+    torch.manual_seed(0)
+    n_ent, n_rel = 30, 2
+    vecs = torch.randn(n_ent, 8)
+    scorer = RotatE(n_rel, 8)
+    known = torch.stack([torch.randint(0, n_ent, (80,)), torch.randint(0, n_rel, (80,)),
+                         torch.randint(0, n_ent, (80,))], 1)
+    test = known[:10]
+    with torch.no_grad():
+        once = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel))
+        twice = rank_triples(vecs, scorer, test, FilterIndex(torch.cat([known, known, test]), n_ent, n_rel))
+    assert torch.equal(once, twice)
+
+
+def test_ranks_do_not_depend_on_the_chunk(monkeypatch):
+    n_ent, n_rel = 300, 5
+    g = torch.Generator().manual_seed(0)
+    vecs = torch.randn(n_ent, 16, generator=g)
+    scorer = RotatE(n_rel, 16)
+    known = torch.stack([torch.randint(0, n_ent, (600,), generator=g), torch.randint(0, n_rel, (600,), generator=g),
+                         torch.randint(0, n_ent, (600,), generator=g)], 1)
+    filters, test = FilterIndex(known, n_ent, n_rel), known[:120]
+    with torch.no_grad():
+        whole = rank_triples(vecs, scorer, test, filters)
+        monkeypatch.setattr(hardware, "available_memory_bytes", lambda device=None: 1 << 20)  # a tight machine
+        assert torch.equal(rank_triples(vecs, scorer, test, filters), whole)
+        assert torch.equal(rank_triples(vecs, scorer, test, filters, chunk=7), whole)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, None])
+@pytest.mark.parametrize("ties", ["realistic", "optimistic"])
+def test_shared_queries_are_ranked_like_separate_ones(chunk, ties):
+    """Test triples sharing (anchor, relation) are scored once; every triple keeps its own rank."""
+    torch.manual_seed(1)
+    n_ent, n_rel = 25, 2
+    vecs = torch.randn(n_ent, 8)
+    vecs[7] = vecs[3]  # exact ties
+    scorer = RotatE(n_rel, 8)
+    test = torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 3], [5, 1, 3], [0, 1, 3], [6, 0, 3], [6, 0, 7], [1, 1, 0]])
+    known = torch.cat([test, torch.tensor([[0, 0, 7], [5, 1, 6], [9, 0, 3]])])
+    known_set = {tuple(x) for x in known.tolist()}
+    expected = []
+    with torch.no_grad():
+        for predict_tail in (True, False):
+            for h, r, t in test.tolist():
+                anchor, true = (h, t) if predict_tail else (t, h)
+                q = scorer.query(vecs[anchor:anchor + 1], torch.tensor([r]), predict_tail)
+                d = scorer.distance(q, vecs)
+                keep = [e for e in range(n_ent) if e == true or
+                        ((h, r, e) if predict_tail else (e, r, t)) not in known_set]
+                better = sum(1 for e in keep if e != true and d[e] < d[true])
+                equal = sum(1 for e in keep if e != true and d[e] == d[true])
+                expected.append(1 + better if ties == "optimistic" else 1 + better + equal / 2)
+        got = rank_triples(vecs, scorer, test, FilterIndex(known, n_ent, n_rel), ties=ties, chunk=chunk)
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64))

@@ -1,5 +1,6 @@
 """The shared representation (snagkg.core.representation): both tasks hold the same class, and the noise
-is applied in one method only, ``MultiModalEntityRepresentation.inputs`` (a guard that reads the source)."""
+is applied in one method only, ``MultiModalEntityRepresentation.inputs`` (a guard that reads the source),
+where the noised frozen tables are built once per draw."""
 from __future__ import annotations
 
 import ast
@@ -9,9 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import snagkg
 from snagkg.core.representation import MultiModalEntityRepresentation
+from snagkg.data.datasets import read_openke
+from snagkg.tasks.completion.task import CompletionTask
 
 from _helpers import legacy_run
 
@@ -227,3 +231,39 @@ def test_noise_guard_ignores_calls_that_do_not_apply_the_noise(tmp_path):
                       "    ratio = self.entities.noise['image'].extra_repr()\n"
                       "    return x.gather(0, idx), ratio\n")
     assert noise_calls(root) == NOISE_PLACE
+
+
+# -- the noised frozen tables ------------------------------------------------------------------
+def test_noised_frozen_tables_are_built_once_per_noise_draw(tiny_dataset):
+    """The frozen feature tables are blended once per draw and reused; a new draw, eval
+    mode or another dtype gives the matching table, never a stale one."""
+    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 16,
+                                           "noise.ratio": 0.5, "noise.mask": 0.7})
+    task = CompletionTask(read_openke(tiny_dataset), cfg)
+    model = task.model.entities
+    frozen = [m for m in model.modalities if m != "structure"]
+    assert frozen
+    model.train()
+    model.refresh_noise(torch.Generator().manual_seed(1))
+    first = model.inputs()
+    again = model.inputs()
+    for m in frozen:
+        assert again[m] is first[m]  # reused, not re-blended
+        noise = model.noise[m]
+        expect = noise(model.table(m), mean=getattr(model, f"mean_{m}"), std=getattr(model, f"std_{m}"))
+        assert torch.equal(first[m], expect)
+        assert not torch.equal(first[m], model.table(m))  # the noise is on
+        assert torch.equal(model.inputs(torch.bfloat16)[m], expect.to(torch.bfloat16))
+    model.refresh_noise(torch.Generator().manual_seed(2))
+    second = model.inputs()
+    for m in frozen:
+        assert not torch.equal(second[m], first[m])  # a new draw, a new table
+    model.eval()
+    for m, x in model.inputs().items():
+        assert torch.equal(x, model.table(m))  # no noise in eval mode
+    cast = model.inputs(torch.bfloat16)
+    for m in frozen:
+        assert torch.equal(cast[m], model.table(m).to(torch.bfloat16))
+        assert model.inputs(torch.bfloat16)[m] is cast[m]  # the cast is made once, not per step
+    model.train()
+    assert all(torch.equal(model.inputs()[m], second[m]) for m in frozen)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from snagkg.tasks.completion.sampler import BernoulliNegativeSampler, TripleIndex, bernoulli_head_probability
@@ -28,3 +29,19 @@ def test_negatives_shape_corrupt_one_side_and_filtered():
     index = TripleIndex(train, n, 3)
     assert not index.contains(neg[mask]).any()  # every usable negative is a true negative
     assert index.contains(neg[~mask]).all()
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_sample_candidates_are_the_negatives_of_sample(filtered):
+    from snagkg.tasks.completion.sampler import BernoulliNegativeSampler
+    g = torch.Generator().manual_seed(0)
+    n = 15
+    train = torch.stack([torch.randint(0, n, (300,), generator=g), torch.randint(0, 3, (300,), generator=g),
+                         torch.randint(0, n, (300,), generator=g)], 1)
+    s = BernoulliNegativeSampler(train, n, 3, num_negatives=16, filtered=filtered)
+    batch = train[:64]
+    neg, mask = s.sample(batch, torch.Generator().manual_seed(5))
+    cand, head_side, mask2 = s.sample_candidates(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(head_side, neg[..., 0] != batch[:, None, 0])
+    assert torch.equal(cand, torch.where(head_side, neg[..., 0], neg[..., 2]))
+    assert torch.equal(mask2, mask)

@@ -1,4 +1,5 @@
-"""Run options: ``precision: bf16`` (encoder products under autocast, float32 elsewhere) and ``--no-fusion``."""
+"""``precision: bf16``: the encoder's products under autocast, float32 elsewhere; the bf16 probe and warning
+(``--no-fusion``: test_no_fusion.py)."""
 import json
 
 import pytest
@@ -36,6 +37,7 @@ def test_bf16_vectors_close_to_fp32_and_float32_out(tiny_dataset):
     assert losses[0] == pytest.approx(losses[1], rel=0.02)
 
 
+@pytest.mark.slow
 def test_bf16_run_through_cli_matches_fp32_quality(tiny_dataset, fast_config, tmp_path, capsys):
     res = {}
     for precision in ("fp32", "bf16"):
@@ -54,6 +56,7 @@ def test_bf16_run_through_cli_matches_fp32_quality(tiny_dataset, fast_config, tm
     assert metrics["mrr"] == res["bf16"]["test"]["mrr"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
 def test_bf16_on_a_cpu_without_bf16_units_warns_once(tiny_dataset, fast_config, tmp_path, capsys, monkeypatch,
                                                       native, warned):
@@ -109,39 +112,3 @@ def test_precision_from_yaml_is_checked(tmp_path):
     cfg.write_text("precision: bf32\n")
     with pytest.raises(snagkg.SnagError, match="precision"):
         snagkg.resolve_config(config_file=str(cfg))
-
-
-# --------------------------------------------------------------------------- --no-fusion: plain RotatE
-
-def test_no_fusion_vectors_are_the_structure_embedding(tiny_dataset):
-    cfg = snagkg.resolve_config(overrides={"dataset": str(tiny_dataset), "encoder.hidden": 32, "seed": 3,
-                                           "modalities": ["structure"], "encoder.fusion": False, "device": "cpu"})
-    task = CompletionTask(read_openke(tiny_dataset), cfg)
-    assert torch.equal(task.entity_vectors(), task.model.entities.structure.weight.detach())  # eval: clean, unscaled
-    assert task.model.parameter_count() == task.model.entities.structure.weight.numel() + task.model.interaction.relation.numel()
-    task.model.train()
-    g = torch.Generator().manual_seed(0)
-    task.model.refresh_noise(g)
-    loss = task.step(task.batches(g)[0], g)
-    loss.backward()
-    assert float(task.model.entities.structure.weight.grad.abs().sum()) > 0
-
-
-def test_no_fusion_cli_run_and_errors(tiny_dataset, fast_config, tmp_path, capsys):
-    out = tmp_path / "rotate"
-    args = ["train", "--dataset", str(tiny_dataset), "--config", str(fast_config), "--seed", "1", "--no-progress"]
-    assert main(args + ["--output", str(out), "--modalities", "structure", "--no-fusion"]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["config"]["encoder"]["fusion"] is False and res["dataset"]["used_modalities"] == ["structure"]
-    capsys.readouterr()
-    assert main(["evaluate", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["mrr"] == res["test"]["mrr"]
-    for extra, message in ((["--no-fusion"], "needs --modalities structure"),
-                           (["--modalities", "structure,image", "--no-fusion"], "needs --modalities structure"),
-                           (["--modalities", "structure", "--no-fusion", "--structure-residual"],
-                            "needs the fusion encoder")):
-        bad = tmp_path / "bad"
-        assert main(args + ["--output", str(bad)] + extra) == 2
-        err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1 and "--no-fusion" in err
-        assert not bad.exists()
