@@ -393,7 +393,9 @@ RESUME_CASES = [
                  "checkpoint.pt", "not a loadable", id="checkpoint-truncated"),
     pytest.param(lambda t, r: shutil.copy(r / "best.pt", r / "checkpoint.pt"), "checkpoint.pt",
                  "not a snagkg training checkpoint", id="checkpoint-is-a-model-file"),
-    pytest.param(lambda t, r: (r / "checkpoint.pt").unlink(), "", "nothing to resume", id="no-checkpoint"),
+    # issue 34: a folder with config.yaml and no checkpoint.pt resumes from epoch 0 (tests/test_guarantees.py)
+    pytest.param(lambda t, r: ((r / "checkpoint.pt").unlink(), (r / "config.yaml").unlink()), "",
+                 "nothing to resume", id="no-checkpoint-no-config"),
 ]
 
 

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from snagkg.api.run import load_run
+from snagkg.api.run import load_run, model_digest
 from snagkg.runtime.errors import PathLike, SnagError
 from snagkg.runtime.io import atomic_write, write_text
 from snagkg.training.trainer import Task
@@ -175,6 +175,7 @@ def export_run(run: PathLike, path: PathLike, device: Optional[str] = None) -> D
         _pyarrow()  # fail before loading the model
     task = load_run(run, device=device)
     data = collect(task)
+    data["meta"]["model_sha256"] = model_digest(run)  # the best.pt it was exported from
     write_export(data, path)
     summary = {"output": str(path), "format": fmt, **{k: v for k, v in data["meta"].items()
                                                        if k not in ("format", "version")}}

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from snagkg.api.run import load_run
+from snagkg.api.run import load_run, model_digest
 from snagkg.config.schema import RunConfig
 from snagkg.config.yamlio import read_yaml
 from snagkg.core.registry import TASKS
@@ -138,6 +138,11 @@ def _read_robustness(path: Path, notes: List[str]) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError, TypeError, KeyError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         notes.append(f"robustness.json skipped: {what}")
+        return None
+    saved = data.get("model_sha256")
+    if saved is not None and saved != model_digest(path.parent):
+        notes.append("robustness.json skipped: it was computed from another model than this run's best.pt "
+                     "(the run was trained again since); rerun snagkg robustness")
         return None
     keys = [k for k in ROBUSTNESS_KEYS if all(_number(m.get(k)) for m in metrics)]
     if not keys:

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -42,6 +43,53 @@ PathLike = Union[str, "os.PathLike[str]"]
 RUN_FILES = ("config.yaml", CHECKPOINT, BEST, "metrics.jsonl", "results.json", "dataset.json", "entities.tsv",
              "relations.tsv")
 
+#: what later commands derive from a run's model into its folder (robustness, a study's ranks and
+#: summaries, a report): a new run in the folder (--overwrite) removes them with the run files
+DERIVED_FILES = ("robustness.json", "robustness.csv", "robustness.png", "robustness.*.json", "ranks.*.npy",
+                 "summary.md", "summary.csv", "summary.json", "report.html")
+EXPORT_SUFFIXES = (".npz", ".parquet", ".tsv")
+
+
+def model_digest(folder: PathLike) -> Optional[str]:
+    """The SHA-256 of a run's ``best.pt`` (``None`` if there is none): files derived from the model
+    record it, and readers refuse a derived file whose model has changed since."""
+    path = Path(folder) / BEST
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` is a ``snagkg export`` file (its format's marker), not a file of the user's."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - (1 << 16)))
+            tail = fh.read()
+    except OSError:
+        return False
+    if path.suffix == ".tsv":
+        return head.startswith(b"kind\tid\tname\t")
+    marker = "snagkg-export"  # in the meta entry (.npz: stored last, as UTF-32) or the parquet footer
+    return marker.encode() in tail or marker.encode("utf-32-le") in tail
+
+
+def _clear_old_run(folder: Path) -> None:
+    """Remove what an earlier run left in ``folder``: its checkpoint first (so a kill part-way never
+    leaves a resumable old run under another config), then its files and everything derived from them
+    (robustness, ranks, summaries, a report, exports). Files of the user's are kept."""
+    for name in (CHECKPOINT, *RUN_FILES):
+        (folder / name).unlink(missing_ok=True)
+    for pattern in DERIVED_FILES:
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+    for path in folder.iterdir():
+        if path.suffix in EXPORT_SUFFIXES and path.name not in RUN_FILES and path.is_file() and _is_export(path):
+            path.unlink(missing_ok=True)
 
 def _absolute_dataset(cfg: RunConfig) -> RunConfig:
     if cfg.dataset != "synthetic":
@@ -76,10 +124,8 @@ def _check_output(folder: Path, resume: bool, overwrite: bool) -> bool:
     if folder.exists() and not folder.is_dir():
         raise SnagError("output path exists and is not a folder", folder)
     has_content = folder.exists() and any(p.name != ".lock" for p in folder.iterdir())
-    if resume:
-        if not (folder / CHECKPOINT).exists():
-            raise SnagError("nothing to resume: no checkpoint.pt in this folder", folder)
-        return True
+    if resume:  # without a checkpoint (a kill before the first one), the run starts again at epoch 0
+        return (folder / CHECKPOINT).exists()
     if has_content and not overwrite:
         raise SnagError("output folder already exists and is not empty; pass --resume to continue the run "
                         "there or --overwrite to replace it", folder)
@@ -112,9 +158,8 @@ def _take_folder(folder: Path, lock: RunLock, created: bool) -> None:
 def _write_run_files(folder: Path, cfg: RunConfig, task, resume: bool, overwrite: bool) -> None:
     """Clear what a killed writer or an overwritten run left, then write the config, dataset summary and ids."""
     _remove_stale_temp_files(folder)
-    if overwrite and not resume:
-        for name in RUN_FILES:
-            (folder / name).unlink(missing_ok=True)
+    if not (resume and (folder / CHECKPOINT).exists()):  # a new run, or one that starts again at epoch 0
+        _clear_old_run(folder)
     write_text(folder / "config.yaml", config_mod.dump(cfg))
     write_json(folder / "dataset.json", task.dataset_info())
     task.save_ids(folder)  # the ids every later command reloads (completion: entities.tsv, relations.tsv)
@@ -147,7 +192,7 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
     if not main:  # rank 0 alone reports
         echo, progress = (lambda s: None), False
     existing = distributed.on_main(lambda: _check_output(folder, resume, overwrite))
-    if resume:
+    if resume and (folder / "config.yaml").is_file():  # else: killed before its config; start from cfg
         saved = config_mod.load_run_config(folder / "config.yaml")
         if cfg.train.epochs != saved.train.epochs:  # the only thing a resume may change
             saved = replace(saved, train=replace(saved.train, epochs=cfg.train.epochs))

@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Tuple
 
 from snagkg.data.datasets import load_completion_dataset, write_openke
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import write_text
+from snagkg.runtime.io import restore_folder, swap_in_folder, write_text
 
 
 def escape_value(text: str) -> str:
@@ -54,20 +54,17 @@ def convert(source, output, split: Optional[str] = None, columns: Optional[str] 
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SnagError(f"cannot create the output folder: {exc.strerror or exc}", out.parent) from None
+    restore_folder(out)  # what a killed convert left: its temp folder, or the old output moved aside
     tmp = out.parent / f".{out.name}.convert-{os.getpid()}.tmp"
-    old = out.parent / f".{out.name}.old-{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_openke(kg, tmp)
         if kg.literals:
             write_text(tmp / "literals.tsv", literals_text(kg.literals))
         _check_output(out, overwrite)  # again: something may have appeared meanwhile
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        swap_in_folder(tmp, out)  # a reader sees the old folder or the new one, never a mix
     except OSError as exc:
         raise SnagError(f"cannot write: {exc.strerror or exc}", out) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return kg

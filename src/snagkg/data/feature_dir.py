@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict
 
 from snagkg.data.mapped import open_feature_table, open_map, use_mapped
-from snagkg.data.tables import FeatureTable, load_npy, make_table, read_missing_ids
+from snagkg.data.tables import FeatureTable, load_npy, make_table, read_missing_ids, table_files
 from snagkg.runtime.errors import SnagError
 
 
@@ -23,12 +23,12 @@ def load_feature_dir(folder: Path, num_entities: int, seed: int = 0, storage: st
     mapped = use_mapped(storage, files)
     for npy in files:
         name = npy.stem
-        values = open_map(npy) if mapped else load_npy(npy)
+        source, miss_path = table_files(npy)  # the pair written together (or the files as they are)
+        values = open_map(source) if mapped else load_npy(source)
         if values.ndim >= 1 and values.shape[0] != num_entities:
             raise SnagError(
                 f"feature table has {values.shape[0]} rows but the dataset has {num_entities} entities", npy)
-        miss_path = folder / f"{name}.missing.txt"
-        missing = read_missing_ids(miss_path, num_entities) if miss_path.exists() else None
+        missing = read_missing_ids(miss_path, num_entities) if miss_path is not None else None
         tables[name] = (open_feature_table(name, npy, missing, seed=seed, values=values)  # type: ignore[assignment]
                         if mapped
                         else make_table(name, values, missing, seed=seed, source=npy))

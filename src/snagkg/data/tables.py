@@ -20,7 +20,7 @@ import numpy as np
 
 from snagkg.data.lines import parse_int, read_lines
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import save_numpy, write_bytes
+from snagkg.runtime.io import read_together, write_together
 
 
 @dataclass
@@ -133,35 +133,40 @@ def missing_path_for(npy: Path) -> Path:
     return npy.with_name(f"{npy.stem}.missing.txt")
 
 
+def manifest_path_for(npy: Path) -> Path:
+    """``<folder>/<modality>.manifest.json``: the checksums of a table and its missing list, written together."""
+    npy = Path(npy)
+    return npy.with_name(f"{npy.stem}.manifest.json")
+
+
 def save_feature_table(npy: Path, values: np.ndarray, missing: np.ndarray) -> None:
     """Write a table the way :func:`load_feature_dir` reads it back.
 
     ``values`` is ``[N, D]`` float32 whose missing rows are NaN; ``missing``
     is the ``[N]`` mask. The table is validated first (exactly as the loader
     will), so a table that could not be loaded is never written. Writes
-    ``npy`` and ``<stem>.missing.txt`` (one id per line) atomically; a stale
-    missing file is removed when nothing is missing. If writing the table
-    fails, the previous missing file is put back.
+    ``npy`` and ``<stem>.missing.txt`` (one id per line) as one pair, with
+    ``<stem>.manifest.json`` as the commit point (a stale missing file is
+    removed when nothing is missing): a reader through :func:`table_files`
+    sees the old pair or the new one, never one of each, even after a kill.
     """
 
     npy = Path(npy)
     values = np.asarray(values, dtype=np.float32)
     missing = np.asarray(missing, dtype=bool)
     make_table(npy.stem, values, missing, source=npy)  # raises SnagError if the loader would refuse it
-    miss_path = missing_path_for(npy)
-    old = miss_path.read_bytes() if miss_path.is_file() else None
-    if missing.any():
-        write_bytes(miss_path, "".join(f"{i}\n" for i in np.flatnonzero(missing)).encode())
-    elif old is not None:
-        try:
-            miss_path.unlink()
-        except OSError as exc:
-            raise SnagError(f"cannot remove the stale missing list: {exc.strerror or exc}", miss_path) from None
-    try:
-        save_numpy(npy, values)
-    except BaseException:
-        if old is not None:
-            write_bytes(miss_path, old)
-        elif miss_path.exists():
-            miss_path.unlink()
-        raise
+    listed = "".join(f"{i}\n" for i in np.flatnonzero(missing)).encode()
+    write_together(manifest_path_for(npy), {
+        npy.name: lambda fh: np.save(fh, values, allow_pickle=False),
+        missing_path_for(npy).name: (lambda fh: fh.write(listed)) if missing.any() else None,
+    })
+
+
+def table_files(npy: Path) -> "tuple[Path, Optional[Path]]":
+    """Where to read a table and its missing list (``None``: none) so that they are one pair: the
+    pair its manifest names, when :func:`save_feature_table` wrote it (see
+    :func:`snagkg.runtime.io.read_together`), else the files as they are."""
+    npy = Path(npy)
+    miss = missing_path_for(npy)
+    where = read_together(manifest_path_for(npy), [npy.name, miss.name])
+    return where[npy.name] or npy, where[miss.name]

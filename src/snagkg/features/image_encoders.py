@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from snagkg.core.registry import Registry
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import write_bytes
+from snagkg.runtime.io import torch_load, write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,7 +94,7 @@ def read_weights(weights: Path, name: str):
         raise SnagError(f"weights file not found; give a local state_dict for {name} with --weights FILE "
                         "(saved by torch.save(model.state_dict(), FILE); nothing is downloaded)", weights)
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch_load(weights, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
         raise SnagError(f"cannot read the weights: {str(exc).splitlines()[0][:160]}", weights) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

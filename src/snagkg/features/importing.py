@@ -50,6 +50,7 @@ from snagkg.features.common import (
     read_entity_names,
 )
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import torch_load
 
 SUFFIXES = {".npy": "npy", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".pkl": "pickle", ".pickle": "pickle"}
 PICKLE_REFUSED = ("refusing to open a pickle without --trust-pickle: unpickling runs whatever code the file "
@@ -122,7 +123,7 @@ def _load_torch(path: Path, trust_pickle: bool) -> Any:
     safe = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
         with (safe(_numpy_safe_globals()) if safe is not None else contextlib.nullcontext()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch_load(path, weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise SnagError(f"torch.load(weights_only=True) refuses this file ({_why_refused(exc)}): it holds "
@@ -132,7 +133,7 @@ def _load_torch(path: Path, trust_pickle: bool) -> Any:
     except Exception as exc:  # a restricted load cannot run code; anything else means a broken file
         raise SnagError(f"not a valid torch file: {_why_refused(exc)}", path) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch_load(path, weights_only=False)
     except Exception as exc:  # unpickling a trusted file can fail in any way
         raise SnagError(f"cannot load the torch file: {type(exc).__name__}: {_why_refused(exc)}", path) from None
 

@@ -38,7 +38,7 @@ def device_name(name: str, check_name: bool = True) -> str:
     if check_name and not _DEVICE.fullmatch(name):
         raise SnagError(f"--device: {name!r} is not a device (use auto, cpu, cuda or cuda:N)")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SnagError(CUDA_MISSING)
+        raise SnagError(CUDA_MISSING.replace("--device cuda", f"--device {name}", 1))
     return name
 
 

@@ -14,7 +14,6 @@ import json
 import statistics
 import sys
 import time
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import save_torch, write_text
+from snagkg.runtime.io import save_torch, torch_load, write_text
 from snagkg.training import distributed
 from snagkg.training.callbacks import TrainingCallback
 from snagkg.training.sparse import clip_gradients
@@ -93,6 +92,11 @@ class Task(ABC):
                  progress: bool = False, candidates: int = 0) -> Dict[str, Any]:
         """Metrics of the current model on ``split`` (``valid`` or ``test``); ``candidates`` only where
         :attr:`sampled_candidates`."""
+
+    def entity_degrees(self) -> np.ndarray:
+        """How many training triples each entity takes part in, by id (``robustness --pattern long-tail``
+        perturbs the least-connected entities first)."""
+        raise SnagError(f"the {type(self).__name__} task gives no entity degrees")
 
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The rank of every query of ``split``, in the order its metrics average them (what paired
@@ -184,9 +188,7 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise SnagError("checkpoint is not a regular file", path)
     try:
-        with warnings.catch_warnings():  # torch warns about odd pickles; the error below says it all
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch_load(path, weights_only=True)  # torch's warnings silenced: the error below says it all
     except Exception as exc:  # unpickling refused, truncated file, not a checkpoint
         text = str(exc).strip()
         if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
@@ -196,7 +198,19 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
         raise SnagError(f"not a loadable snagkg checkpoint ({first})", path) from None
     if not isinstance(ckpt, dict):
         raise SnagError(f"not a snagkg checkpoint (it holds a {type(ckpt).__name__}, not a dict)", path)
+    _check_finite(ckpt.get("model"), path)
     return ckpt
+
+
+def _check_finite(state: Any, path: Path) -> None:
+    """A one-line error naming the first tensor of ``state`` (a ``state_dict``) that holds NaN or inf."""
+    if not isinstance(state, dict):
+        return
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "inf"
+            raise SnagError(f"tensor {name!r} holds {kind}: the checkpoint is damaged (a bad copy, bit rot); "
+                            "use another copy or retrain", path)
 
 
 def check_fingerprint(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:

@@ -12,7 +12,10 @@ whitespace stripped. A first line whose three fields are all column names
 (``head``/``relation``/``tail``, ``subject``/``predicate``/``object``,
 ``h``/``r``/``t``, ``s``/``p``/``o``, ``source``/``edge``/``target``, ...)
 is a header: it is skipped and gives the column order, unless ``--columns``
-(e.g. ``h,t,r``) sets it.
+(e.g. ``h,t,r``) sets it. A later line equal to that header (files concatenated
+with ``cat``) is skipped too, with a note. A first line of three column names
+that gives one role twice (``head, head, tail``) is an error naming the line:
+it is neither a header nor a triple anyone means.
 """
 from __future__ import annotations
 
@@ -115,13 +118,26 @@ def _header_order(fields: Sequence[str]) -> Optional[Tuple[int, int, int]]:
     return tuple(roles.index(role) for role in (0, 1, 2))  # type: ignore[return-value]
 
 
+def _repeated_role(fields: Sequence[str]) -> Optional[str]:
+    """The role that a line of three column names gives twice (``head, head, tail``), else ``None``."""
+    words = [f.strip().lower().replace(" ", "_") for f in fields]
+    roles = [ROLE_WORDS.get(w) for w in words]
+    if len(roles) != 3 or None in roles or sorted(roles) == [0, 1, 2]:  # type: ignore[type-var]
+        return None
+    twice = next(r for r in roles if roles.count(r) > 1)
+    return ("head", "relation", "tail")[twice]  # type: ignore[index]
+
+
 def read_labelled(path, columns=None) -> Tuple[List[NameTriple], Dict[str, object]]:
-    """The name triples of one labelled file, and how it was read (``header``, ``columns``)."""
+    """The name triples of one labelled file, and how it was read (``header``, ``columns``, and
+    ``repeated_header``: the numbers of later lines equal to the header, skipped)."""
     path = Path(path)
     text = read_text(path)
     order = parse_columns(columns) if columns is not None else None
     out: List[NameTriple] = []
     header = False
+    header_words: Optional[List[str]] = None
+    repeated: List[int] = []
     first = True
     for number, fields in _rows(text, path):
         if first:
@@ -129,8 +145,17 @@ def read_labelled(path, columns=None) -> Tuple[List[NameTriple], Dict[str, objec
             found = _header_order(fields)
             if found is not None:
                 header = True
+                header_words = [f.strip().lower() for f in fields]
                 order = order or found
                 continue
+            twice = _repeated_role(fields)
+            if twice is not None:
+                raise SnagError(f"this looks like a header ({', '.join(f.strip() for f in fields)}) but names the "
+                                f"{twice} column twice; name each of head, relation and tail once (or remove "
+                                f"the line)", path, number)
+        elif header_words is not None and [f.strip().lower() for f in fields] == header_words:
+            repeated.append(number)  # the header again (files concatenated): not a triple
+            continue
         if len(fields) != 3:
             raise SnagError(f"expected 3 columns (head, relation, tail), found {len(fields)}", path, number)
         names = [f.strip() for f in fields]
@@ -144,4 +169,17 @@ def read_labelled(path, columns=None) -> Tuple[List[NameTriple], Dict[str, objec
     if not out:
         raise SnagError("empty file: no triples" + (" after the header" if header else ""), path)
     cols = "".join("hrt"[(order or (0, 1, 2)).index(i)] for i in range(3))
-    return out, {"header": header, "columns": ",".join(cols)}
+    how: Dict[str, object] = {"header": header, "columns": ",".join(cols)}
+    if repeated:
+        how["repeated_header"] = repeated
+    return out, how
+
+
+def header_note(path: Path, how: Dict[str, object]) -> Optional[str]:
+    """The note on header lines repeated later in ``path`` (skipped), if any."""
+    lines = how.get("repeated_header") or []
+    if not lines:
+        return None
+    shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")  # type: ignore[index]
+    return (f"{Path(path).name}: the header line appears again on line{'s' if len(lines) > 1 else ''} "  # type: ignore[arg-type]
+            f"{shown}; skipped (concatenated files?)")

@@ -86,7 +86,8 @@ def hold_out(triples: np.ndarray, quotas: Sequence[int], rng: np.random.Generato
     what stays behind (so every entity and relation of a held-out part also
     appears in the rest); the others stay. Returns ``(rest, parts, kept)``: index
     arrays into ``triples`` and how many drawn triples stayed behind for that
-    reason. A part comes out short only when no more triples can be held out.
+    reason before the last one held out (a part that comes out short does not
+    count every triple left over as moved). A part comes out short only when no more triples can be held out.
     """
     order = rng.permutation(len(triples))
     ents = np.bincount(triples[:, 0], minlength=n_ent) + np.bincount(triples[:, 2], minlength=n_ent)
@@ -94,7 +95,7 @@ def hold_out(triples: np.ndarray, quotas: Sequence[int], rng: np.random.Generato
     ent_left, rel_left = ents.tolist(), rels.tolist()
     parts: List[List[int]] = [[] for _ in quotas]
     rest: List[int] = []
-    kept = 0
+    kept = taken_after = 0
     q = 0
     while q < len(quotas) and quotas[q] <= 0:
         q += 1
@@ -110,13 +111,14 @@ def hold_out(triples: np.ndarray, quotas: Sequence[int], rng: np.random.Generato
             ent_left[t] -= 1
             rel_left[r] -= 1
             parts[q].append(i)
+            taken_after = kept  # skips that a later draw made up for (not the ones no draw could replace)
             while q < len(quotas) and len(parts[q]) >= quotas[q]:
                 q += 1
         else:
             rest.append(i)
             kept += 1
     as_array = [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
-    return np.sort(np.asarray(rest, dtype=np.int64)), as_array, kept
+    return np.sort(np.asarray(rest, dtype=np.int64)), as_array, taken_after
 
 
 def _ids(triples: Dict[str, List[NameTriple]]) -> Tuple[List[str], List[str]]:
@@ -215,8 +217,11 @@ def build_graph(name: str, triples: Dict[str, List[NameTriple]], source: Path, *
     if literals:
         outside = sum(1 for e, _, _ in literals if e not in ent)
         info["literals"] = len(literals)
-        notes.append(f"{len(literals)} literal values kept as attribute data"
-                     + (f" ({outside} of subjects that are not entities of the graph)" if outside else ""))
+        n_lit = len(literals)
+        where = ("its subject is not an entity of the graph" if n_lit == 1 else
+                 f"{outside} of them with a subject that is not an entity of the graph")
+        notes.append(f"{n_lit} literal value{'' if n_lit == 1 else 's'} kept as attribute data"
+                     + (f" ({where})" if outside else ""))
     kg = KnowledgeGraph(name=name, entities=entities, relations=relations, train=train, valid=valid, test=test,
                         features=tables, notes=notes, literals=literals, info=info, features_dir=features_dir)
     return kg

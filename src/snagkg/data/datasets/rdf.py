@@ -73,26 +73,32 @@ def _line_statements(text: str, path: Path, quads: bool, rdflib):
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         parser.line = line
+        step = "a subject (<IRI> or _:blank)"
         try:
             parser.eat(nt.r_wspace)
             if not parser.line or parser.line.startswith("#"):
                 continue
             s = parser.subject(context)
             parser.eat(nt.r_wspace)
+            step = "a predicate (<IRI>)"
             p = parser.predicate()
             parser.eat(nt.r_wspace)
+            step = "an object (<IRI>, _:blank or \"literal\")"
             o = parser.object(context)
             parser.eat(nt.r_wspace)
             if quads:
+                step = "a graph name or '.'"
                 parser.uriref() or parser.nodeid(context)  # the graph name: read and ignored
+            step = "'.' at the end of the statement"
             parser.eat(nt.r_tail)
             if parser.line:
                 raise nt.ParseError("trailing garbage")
         except nt.ParseError as exc:
             what = (str(exc).splitlines() or [""])[0]
             if what.startswith("Failed to eat") and " at " in what:  # rdflib shows its regular expression
-                rest = what.split(" at ", 1)[1]
-                what = f"unexpected text at {rest[:60]!r}"
+                rest = what.split(" at ", 1)[1].strip()
+                what = (f"expected {step} at {rest[:60]!r}" if rest else
+                        f"expected {step}, but the line ends: {line.strip()[:80]!r}")
             raise SnagError(f"RDF syntax error: {what}", path, number) from None
         out.append((s, p, o))
     return out

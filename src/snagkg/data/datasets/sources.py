@@ -22,6 +22,7 @@ from snagkg.data.datasets.labelled import (
     TEXT_SUFFIXES,
     base_suffix,
     parse_columns,
+    header_note,
     read_labelled,
 )
 from snagkg.data.datasets.named import SPLITS, build_graph, parse_split
@@ -106,8 +107,10 @@ def read_source(spec, split: Optional[str] = None, columns: Optional[str] = None
                 triples[part], _, formats[part] = _read(f, columns)
         triples = {part: triples[part] for part in SPLITS}
         info = {"source": {"files": {p: f.name for p, f in files.items()}, **_merge(formats)}}
-        return build_graph(path.name, triples, path, features_dir=path / "features", feature_seed=feature_seed,
-                           literals=literals, info=info)
+        kg = build_graph(path.name, triples, path, features_dir=path / "features", feature_seed=feature_seed,
+                         literals=literals, info=info)
+        kg.notes.extend(n for n in (header_note(files[p], formats[p]) for p in SPLITS) if n)
+        return kg
     if not path.exists():
         raise SnagError("dataset not found (use 'synthetic', an OpenKE folder, a triples file or a folder of "
                         "train/valid/test files)", path)
@@ -115,8 +118,12 @@ def read_source(spec, split: Optional[str] = None, columns: Optional[str] = None
         raise SnagError(f"dataset path is not a folder and not a triples file ({SUFFIX_TEXT})", path)
     rows, literals, how = _read(path, columns)
     name = path.name.split(".")[0] or path.name
-    return build_graph(name, {"all": rows}, path, split=split, seed=seed, features_dir=path.parent / "features",
-                       feature_seed=feature_seed, literals=literals, info={"source": {"file": path.name, **how}})
+    kg = build_graph(name, {"all": rows}, path, split=split, seed=seed, features_dir=path.parent / "features",
+                     feature_seed=feature_seed, literals=literals, info={"source": {"file": path.name, **how}})
+    note = header_note(path, how)
+    if note:
+        kg.notes.append(note)
+    return kg
 
 
 def _merge(formats: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
