@@ -137,6 +137,7 @@ def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
     assert resumed.test["hits@1"] == pytest.approx(full.test["hits@1"])
 
 
+@pytest.mark.slow
 def test_openea_layout_trains_with_attributes(tmp_path):
     folder = write_synthetic_pair(tmp_path / "oe", entities=60, seed=2, layout="openea")
     cfg = fast_cfg(folder, **{"train.epochs": 3, "alignment.iterative": False})

@@ -180,7 +180,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert temp_files(run_dir) == [] and not (run_dir / ".lock").exists()
 
 
-@pytest.mark.parametrize("kind", ["completion", "alignment"])
+@pytest.mark.parametrize("kind", ["completion", pytest.param("alignment", marks=pytest.mark.slow)])
 def test_run_folder_from_before_the_redesign_loads_evaluates_and_resumes(kind, tmp_path, capsys):
     run = legacy_run(kind, tmp_path)
     saved = json.loads((run / "results.json").read_text())

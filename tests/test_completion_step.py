@@ -172,7 +172,8 @@ def _old_step(task, batch, generator):
     return self_adversarial_loss(pos, negs, mask, task.cfg.completion.adversarial_temperature)
 
 
-@pytest.mark.parametrize("readout,compiled", [("graph", False), ("mean", False), ("graph", True)])
+@pytest.mark.parametrize("readout,compiled", [("graph", False), ("mean", False),
+                                             pytest.param("graph", True, marks=pytest.mark.slow)])  # compiling: ~15 s
 def test_training_step_equals_the_reference_step_in_training_mode(tiny_dataset, monkeypatch, readout, compiled):
     if compiled:
         for module, name in ((compilation, "COMPILE_MIN_ENCODER_WORK"), (rotate, "COMPILE_MIN_TRAIN_WORK")):

@@ -106,7 +106,7 @@ def _full_masks(layer, keep, n, m, pos):
 
 @pytest.mark.parametrize("modalities,layers,ffn", [
     (["structure"], 1, False), (["structure", "image", "text"], 1, False), (["structure", "image", "text"], 2, True)])
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])  # compiling: seconds
 def test_encoder_vectors_equal_forward_with_the_same_dropout(monkeypatch, modalities, layers, ffn, compiled):
     """The readout-only path (the last layer for the structure token alone, through folded
     attention weights) equals the full layer stack given the same dropout masks, with gradients."""

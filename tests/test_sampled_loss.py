@@ -83,6 +83,7 @@ def test_reference_loss_is_rotate_with_the_self_adversarial_loss():
     assert torch.allclose(got, ref, atol=1e-6)
 
 
+@pytest.mark.slow  # compiles the loss with torch.compile
 def test_compiled_training_loss_equals_eager_and_is_deterministic():
     args = _batch(n_ent=300, d=32, b=64, k=16, seed=3)
     eager = _fused(*args, compiled=False)
