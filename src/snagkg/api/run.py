@@ -42,7 +42,6 @@ log = logging.getLogger("snagkg")
 PathLike = Union[str, "os.PathLike[str]"]
 RUN_FILES = ("config.yaml", CHECKPOINT, BEST, "metrics.jsonl", "results.json", "dataset.json", "entities.tsv",
              "relations.tsv")
-
 #: what later commands derive from a run's model into its folder (robustness, a study's ranks and
 #: summaries, a report): a new run in the folder (--overwrite) removes them with the run files
 DERIVED_FILES = ("robustness.json", "robustness.csv", "robustness.png", "robustness.*.json", "ranks.*.npy",
@@ -90,6 +89,7 @@ def _clear_old_run(folder: Path) -> None:
     for path in folder.iterdir():
         if path.suffix in EXPORT_SUFFIXES and path.name not in RUN_FILES and path.is_file() and _is_export(path):
             path.unlink(missing_ok=True)
+
 
 def _absolute_dataset(cfg: RunConfig) -> RunConfig:
     if cfg.dataset != "synthetic":

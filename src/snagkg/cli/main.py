@@ -90,24 +90,24 @@ def cmd_train(a: argparse.Namespace) -> int:
 def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict[str, Any]):
     """The config of a resumed run: its saved ``config.yaml``; only --epochs and --device may change.
 
-    Any other setting given on the command line (or via --config/--preset)
-    must match the saved one: a different dataset or model would not fit the
     A run killed before its first checkpoint starts again at epoch 0 with that config; one killed
     before it wrote ``config.yaml`` starts again from the command line's settings.
 
+    Any other setting given on the command line (or via --config/--preset)
+    must match the saved one: a different dataset or model would not fit the
     checkpoint.
     """
 
 
     folder = Path(a.output)
     path = folder / "config.yaml"
-    saved = C.load_run_config(path)
-    _flags_fit_task(a)(saved)
     if not (folder / CHECKPOINT).is_file() and not path.is_file():  # killed before it wrote its config
         if a.dataset is None:
             raise SnagError("nothing to resume: no checkpoint.pt or config.yaml in this folder; give the "
                             "command that started the run (with --dataset) to start it again", folder)
         return C.resolve(preset=preset, config_file=a.config, overrides=overrides, before_check=_flags_fit_task(a))
+    saved = C.load_run_config(path)
+    _flags_fit_task(a)(saved)
     free = {"train.epochs", "device"}
     given = {k: v for k, v in overrides.items() if k not in free}
     if given or a.config or a.preset:
