@@ -83,6 +83,7 @@ def test_summarize_metrics():
     assert (m["hits@1"], m["hits@3"], m["hits@10"]) == (0.25, 0.5, 0.75)
 
 
+@pytest.mark.slow  # compiles the ranking kernel with torch.compile
 def test_compiled_kernel_ranks_equal_eager(monkeypatch, device):
     """The fast (compiled) evaluation path gives the brute-force reference's metrics."""
     torch.manual_seed(3)
