@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
 import torch
 
@@ -29,6 +29,7 @@ from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import RunLock, write_json, write_text
 from snagkg.training import distributed
 from snagkg.training.callbacks import NoiseRefresh, TrainingCallback, Validation
+from snagkg.training.trackers import TrackerSpec, make_trackers
 from snagkg.training.trainer import (
     BEST,
     CHECKPOINT,
@@ -166,8 +167,15 @@ def _write_run_files(folder: Path, cfg: RunConfig, task, resume: bool, overwrite
 
 
 def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: bool = False,
-          progress: Optional[bool] = None, echo: Callable[[str], None] = print) -> Results:
+          progress: Optional[bool] = None, echo: Callable[[str], None] = print,
+          callbacks: Sequence[TrainingCallback] = (), tracker: TrackerSpec = None) -> Results:
     """Train ``cfg`` into ``output`` and return the :class:`Results` (also written as ``results.json``).
+
+    ``callbacks``: your own :class:`~snagkg.training.callbacks.TrainingCallback` objects, called in
+    order after the run's standard ones (so ``on_epoch_end`` sees the epoch's ``entry["valid"]`` when
+    it validated; setting ``trainer.state.stopped_early`` ends the run cleanly after that epoch).
+    ``tracker``: experiment trackers (:mod:`snagkg.training.trackers`): ``"csv"``, ``"tensorboard"``,
+    ``"mlflow"``, several comma-separated, or :class:`~snagkg.training.trackers.Tracker` objects.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls it: data-parallel completion training
     (:mod:`snagkg.distributed`). Rank 0 alone writes ``output``, holds its lock and echoes; the
@@ -176,7 +184,8 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
     distributed.check_task(task_class(cfg.task).data_parallel)
     device = distributed.setup(cfg.device)  # None when alone
     try:
-        results = _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device))
+        results = _train(cfg, output, resume, overwrite, progress, echo, None if device is None else str(device),
+                         callbacks, tracker)
     except BaseException:
         distributed.teardown()
         raise
@@ -185,12 +194,14 @@ def train(cfg: RunConfig, output: PathLike, resume: bool = False, overwrite: boo
 
 
 def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, progress: Optional[bool],
-           echo: Callable[[str], None], device: Optional[str]) -> Results:
+           echo: Callable[[str], None], device: Optional[str], callbacks: Sequence[TrainingCallback] = (),
+           tracker: TrackerSpec = None) -> Results:
     """:func:`train` in this process (alone, or one rank of several on ``device``)."""
     folder = Path(output)
     main = distributed.is_main()
     if not main:  # rank 0 alone reports
         echo, progress = (lambda s: None), False
+    trackers = make_trackers(tracker) if main else []  # rank 0 alone tracks; a missing library fails here
     existing = distributed.on_main(lambda: _check_output(folder, resume, overwrite))
     if resume and (folder / "config.yaml").is_file():  # else: killed before its config; start from cfg
         saved = config_mod.load_run_config(folder / "config.yaml")
@@ -210,7 +221,8 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         t = cfg.train
         optimizer, scheduler = task.make_optimizer()
         trainer = Trainer(task, folder, epochs=t.epochs, seed=cfg.seed,
-                          callbacks=standard_callbacks(task, cfg, scheduler), grad_clip=t.grad_clip,
+                          callbacks=[*standard_callbacks(task, cfg, scheduler), *callbacks, *trackers],
+                          grad_clip=t.grad_clip,
                           checkpoint_every=t.checkpoint_every, progress=progress, log=echo,
                           optimizer=(optimizer, scheduler))
         if existing and resume:  # every rank loads rank 0's checkpoint
@@ -224,6 +236,8 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
             echo(slow)
         if existing and resume:
             echo(f"resuming after epoch {trainer.state.epoch}")
+        for tr in trackers:
+            tr.start(folder, cfg.to_dict(), trainer.state.epoch)
         t0 = time.perf_counter()
         prior = sum(trainer.state.epoch_seconds)
         state = trainer.fit()
@@ -239,8 +253,12 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
             stopped_early=state.stopped_early, extra={"device": str(task.device), "torch": torch.__version__},
         )
         distributed.on_main(lambda: results.save(folder / "results.json"))
+        for tr in trackers:
+            tr.finish(results.to_dict())
         return results
-    except BaseException:
+    except BaseException as exc:
+        for tr in trackers:
+            tr.abort(interrupted=isinstance(exc, KeyboardInterrupt))
         if created and not (folder / CHECKPOINT).exists():  # nothing worth keeping (or resuming) yet
             shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -25,6 +25,7 @@ from snagkg.cli import (
     robustness,
     study,
     synthetic,
+    tune,
     weights,
 )
 from snagkg.config import schema as C
@@ -81,7 +82,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         cfg = C.resolve(preset=preset, config_file=a.config, overrides=overrides, before_check=_flags_fit_task(a))
     results = train(cfg, a.output, resume=a.resume, overwrite=a.overwrite,
-                    progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr))
+                    progress=None if not a.no_progress else False, echo=lambda s: print(s, file=sys.stderr),
+                    tracker=a.tracker)
     print(results.summary(), file=sys.stderr)
     print(json.dumps({"valid": results.valid, "test": results.test, "best_epoch": results.best_epoch}))
     return 0
@@ -180,12 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model into an output folder")
     t.add_argument("--output", required=True, help="run folder (config, checkpoints, logs, results.json)")
-    t.add_argument("--preset", help="hyperparameter preset (see snagkg presets)")
+    t.add_argument("--preset", help="hyperparameter preset: a name (see snagkg presets) or a preset YAML file "
+                                    "(e.g. the best.yaml of snagkg tune)")
     t.add_argument("--config", help="YAML file overriding the preset")
     for flag in TRAIN_FLAGS:
         flag.add_to(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    t.add_argument("--tracker", metavar="NAME[,NAME]",
+                   help="experiment trackers: csv (metrics.csv), tensorboard (<output>/tensorboard), mlflow "
+                        "($MLFLOW_TRACKING_URI, else ./mlruns); comma-separated for several")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -209,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the presets: name, task and what each is for").set_defaults(
         func=cmd_presets)
-    for command in (features, convert, align, predict, export, weights, report, robustness, study, synthetic):
+    for command in (features, convert, align, predict, export, weights, report, robustness, study, synthetic, tune):
         command.register(sub)
     return p
 

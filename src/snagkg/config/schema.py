@@ -273,7 +273,17 @@ def _coerce_at(cls: type, key: str, value: Any, source: str, line: Optional[int]
         raise SnagError(exc.message, source, line) from None
 
 
+def is_preset_file(name: str) -> bool:
+    """Whether preset ``name`` is a path to a YAML file (``runs/tune/best.yaml``), not a built-in name."""
+    return str(name).lower().endswith((".yaml", ".yml")) or "/" in str(name) or "\\" in str(name)
+
+
 def _preset_path(name: str) -> Path:
+    if is_preset_file(name):  # a preset file of the user's (snagkg tune writes one)
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise SnagError("preset file not found (a preset is a name from `snagkg presets` or a YAML file)", path)
+        return path
     path = PRESET_DIR / f"{str(name).lower()}.yaml"
     if not path.exists():
         options = preset_names()
