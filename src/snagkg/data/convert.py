@@ -20,7 +20,8 @@ from typing import Iterable, Optional, Tuple
 
 from snagkg.data.datasets import load_completion_dataset, write_openke
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import restore_folder, swap_in_folder, write_text
+from snagkg.runtime.file_sets import restore_folder, swap_in_folder
+from snagkg.runtime.io import write_text
 
 
 def escape_value(text: str) -> str:

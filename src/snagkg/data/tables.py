@@ -20,7 +20,7 @@ import numpy as np
 
 from snagkg.data.lines import parse_int, read_lines
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import read_together, write_together
+from snagkg.runtime.file_sets import read_together, write_together
 
 
 @dataclass
@@ -165,7 +165,7 @@ def save_feature_table(npy: Path, values: np.ndarray, missing: np.ndarray) -> No
 def table_files(npy: Path) -> "tuple[Path, Optional[Path]]":
     """Where to read a table and its missing list (``None``: none) so that they are one pair: the
     pair its manifest names, when :func:`save_feature_table` wrote it (see
-    :func:`snagkg.runtime.io.read_together`), else the files as they are."""
+    :func:`snagkg.runtime.file_sets.read_together`), else the files as they are."""
     npy = Path(npy)
     miss = missing_path_for(npy)
     where = read_together(manifest_path_for(npy), [npy.name, miss.name])
