@@ -114,7 +114,7 @@ def test_alignment_is_refused_under_a_launcher(monkeypatch, tmp_path, capsys):
     code = main(["train", "--task", "alignment", "--dataset", "synthetic", "--output", str(tmp_path / "al")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["error: data-parallel training supports --task completion only (alignment: not yet)"]
+    assert err == ["error: " + distributed.ONLY_COMPLETION] and "whole graphs" in err[0]
     assert not (tmp_path / "al").exists()
 
 

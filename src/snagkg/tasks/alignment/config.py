@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from snagkg.config.schema import ConfigValueError, Section, register_task
+from snagkg.tasks.alignment.retrieval import INDEXES
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class AlignmentConfig(Section):
     gat_dropout: float = 0.0
     temperature: float = 0.1        # tau of the in-batch contrastive loss
     csls_k: int = 3                 # CSLS neighbourhood (0: plain cosine)
+    index: str = "auto"             # candidate retrieval: auto (flat with faiss, else exact), exact, flat, ivf, hnsw
+    index_cells: int = 0            # ivf: k-means cells (0: 4 sqrt(n))
+    index_probe: int = 0            # ivf: cells searched (0: cells / 4, at least 32); hnsw: efSearch (0: 256)
     top_relations: int = 1000       # relation bag width
     top_attributes: int = 1000      # attribute bag width
     char_vocab: int = 2000          # most frequent name character bigrams kept
@@ -48,7 +52,10 @@ class AlignmentConfig(Section):
             if getattr(self, name) <= 0:
                 raise ConfigValueError(f"alignment.{name} must be positive, got {getattr(self, name)}",
                                        f"alignment.{name}")
-        for name in ("gat_layers", "csls_k", "iterative_start"):
+        if self.index not in INDEXES:
+            raise ConfigValueError(f"alignment.index must be one of {', '.join(INDEXES)}, got {self.index!r}",
+                                   "alignment.index")
+        for name in ("gat_layers", "csls_k", "iterative_start", "index_cells", "index_probe"):
             if getattr(self, name) < 0:
                 raise ConfigValueError(f"alignment.{name} must not be negative, got {getattr(self, name)}",
                                        f"alignment.{name}")

@@ -16,21 +16,51 @@ Metric keys: ``lr_hits@1``, ``lr_hits@10``, ``lr_mrr``, ``lr_mr`` rank each left
 entity's gold partner among the right candidates (left-to-right), and are also
 reported without the prefix (the headline direction, used for model selection);
 ``rl_*`` rank each right entity's partner among the left candidates
-(right-to-left). Ties are resolved by the shared core (:mod:`snagkg.ranking`), as
-in link prediction.
+(right-to-left).
+
+Candidate retrieval (``index``; :mod:`snagkg.tasks.alignment.retrieval`): the
+``r`` terms come from a k-NN search per side through the index. With an exact
+index (``exact``: torch, ``flat``: Faiss) every query is then ranked by an
+exhaustive chunked count (for exact search the cheapest way to a full rank), so
+both give identical ranks. An approximate index (``ivf``, ``hnsw``) retrieves the
+``depth`` best CSLS candidates of each query; a query whose gold partner is among
+them (and whose last candidate is clearly below it) is ranked there, the others
+are counted exhaustively (``exhaustive`` in the returned info), so only the
+index's recall (candidates above the partner that it misses) makes ranks differ.
+
+Ties: two candidates are tied when their *canonical* scores are equal (float64
+from the float32 vectors in one fixed summation order, see the retrieval module),
+so every index sees the same ties; a tied candidate counts half (``realistic``)
+or not at all (``optimistic``), by the shared core (:mod:`snagkg.evaluation.ranking`),
+as in link prediction. Matching and candidate lists order equal scores by the
+lower candidate position.
 """
 from __future__ import annotations
 
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from snagkg.evaluation.ranking import check_ties, summarize, tie_aware_rank
+from snagkg.tasks.alignment.retrieval import (
+    APPROXIMATE,
+    CSLSRetriever,
+    Searcher,
+    canonical_csls,
+    count_better,
+    csls_context64,
+    margin,
+)
 
 CHUNK = 2048
 #: the hits@k reported for alignment
 ALIGNMENT_KS = (1, 10)
+#: candidates retrieved per query by a Faiss index before the exhaustive count takes over
+DEPTH = 32
+#: a matching round below this many candidate pairs searches exactly (no index to build)
+SMALL_ROUND = 1 << 22
 
 
 def _neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
@@ -55,79 +85,106 @@ def csls_block(xq: torch.Tensor, y: torch.Tensor, rq: torch.Tensor, ry: torch.Te
 
 
 def _ranks(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor, count: int,
-           ties: str, chunk: int) -> torch.Tensor:
-    """Rank of ``y[i]`` for query ``x[i]``, ``i < count``."""
-    out = []
-    for s in range(0, count, chunk):
-        e = min(count, s + chunk)
-        scores = csls_block(x[s:e], y, rx[s:e], ry)
-        ar = torch.arange(e - s, device=x.device)
-        true = scores[ar, ar + s]
-        better = (scores > true[:, None]).sum(dim=1)
-        equal = (scores == true[:, None]).sum(dim=1) - 1
-        out.append(tie_aware_rank(better, equal, ties))
-    return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.double)
+           ties: str, chunk: int, index: str = "exact", depth: int = DEPTH, **options) -> Tuple[torch.Tensor, int]:
+    """Rank of ``y[i]`` for query ``x[i]``, ``i < count`` (``rx``, ``ry``: canonical float64 ``r`` terms),
+    and how many queries were counted exhaustively."""
+    if count == 0:
+        return torch.zeros(0, dtype=torch.double), 0
+    xq, rq = x[:count], rx[:count]
+    gold = canonical_csls(xq, y[:count], rq, ry[:count])
+    todo = torch.arange(count)
+    better = torch.zeros(count, dtype=torch.long)
+    equal = torch.zeros(count, dtype=torch.long)
+    if index in APPROXIMATE and depth < y.shape[0]:
+        scores, ids = CSLSRetriever(y, ry, index, chunk, **options).search(xq, rq, depth, extra=0)
+        target = torch.arange(count)[:, None]
+        found = (ids == target).any(dim=1)
+        last = torch.where(ids >= 0, scores, torch.full_like(scores, float("inf"))).min(dim=1).values
+        last = torch.where((ids < 0).any(dim=1), torch.full_like(last, float("-inf")), last)
+        done = found & (last < gold - margin(x.shape[1]))
+        better[done] = (scores[done] > gold[done, None]).sum(dim=1)
+        equal[done] = (scores[done] == gold[done, None]).sum(dim=1)
+        todo = (~done).nonzero().flatten()
+    if len(todo):
+        b, e = count_better(xq[todo], rq[todo], gold[todo], y, ry, chunk)
+        better[todo], equal[todo] = b, e
+    return tie_aware_rank(better, equal - 1, ties), int(len(todo))
 
 
 @torch.no_grad()
 def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
-                   chunk: int = CHUNK) -> Tuple[torch.Tensor, torch.Tensor]:
+                   chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, info: Optional[dict] = None,
+                   **options) -> Tuple[torch.Tensor, torch.Tensor]:
     """Left-to-right and right-to-left CSLS ranks of gold pairs ``(x[i], y[i])``.
 
     Candidates are all rows of the other side; ``limit`` ranks only the first
-    ``limit`` queries of each direction (the candidates stay complete).
+    ``limit`` queries of each direction (the candidates stay complete). ``index``:
+    ``exact`` or a Faiss index (see the module); ``info`` receives how many queries
+    were counted exhaustively (``exhaustive``).
     """
     check_ties(ties)
     if x.shape != y.shape:
         raise ValueError("x and y must hold the two sides of the same gold pairs")
     count = x.shape[0] if not limit else min(limit, x.shape[0])
-    rx, ry = csls_context(x, y, k, chunk)
-    return _ranks(x, y, rx, ry, count, ties, chunk), _ranks(y, x, ry, rx, count, ties, chunk)
+    rx, ry = csls_context64(x, y, k, index, chunk, **options)
+    lr, n_lr = _ranks(x, y, rx, ry, count, ties, chunk, index, depth, **options)
+    rl, n_rl = _ranks(y, x, ry, rx, count, ties, chunk, index, depth, **options)
+    if info is not None:
+        info["exhaustive"] = n_lr + n_rl
+    return lr, rl
 
 
 def alignment_metrics(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
-                      chunk: int = CHUNK) -> Dict[str, float]:
+                      chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, **options) -> Dict[str, float]:
     """CSLS metrics of gold pairs ``(x[i], y[i])`` in both directions (see the module's keys), with
-    ``count``, ``candidates`` and ranking ``seconds``."""
+    ``count``, ``candidates``, ranking ``seconds`` and the ``index`` used."""
     t0 = time.perf_counter()
-    lr, rl = rank_alignment(x, y, k, ties, limit, chunk)
+    info: Dict[str, int] = {}
+    lr, rl = rank_alignment(x, y, k, ties, limit, chunk, index, depth, info, **options)
     out = summarize(lr, ks=ALIGNMENT_KS)
     out.update(summarize(lr, ks=ALIGNMENT_KS, prefix="lr_"))
     out.update(summarize(rl, ks=ALIGNMENT_KS, prefix="rl_"))
     out["count"] = int(len(lr))
     out["candidates"] = int(y.shape[0])
     out["seconds"] = round(time.perf_counter() - t0, 4)
+    out["index"] = index
     return out
 
 
 @torch.no_grad()
-def _row_best(x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
-    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    for s in range(0, x.shape[0], chunk):
-        out[s:s + chunk] = (x[s:s + chunk] @ y.t()).argmax(dim=1)
-    return out
-
-
-@torch.no_grad()
-def mutual_nearest(x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Index pairs ``(i, j)`` where ``y[j]`` is the nearest (cosine) of ``x[i]`` and vice versa."""
+def mutual_nearest(x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK, index: str = "exact",
+                   **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs ``(i, j)`` where ``y[j]`` is the nearest (cosine) of ``x[i]`` and vice versa (found
+    through ``index``)."""
     if x.shape[0] == 0 or y.shape[0] == 0:
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty
-    best_y = _row_best(x, y, chunk)
-    best_x = _row_best(y, x, chunk)
-    i = torch.arange(x.shape[0], device=x.device)
-    keep = best_x[best_y] == i
-    return i[keep].cpu(), best_y[keep].cpu()
+    best_y = Searcher(y, index, chunk=chunk, **options).search(x, 1)[1][:, 0]
+    best_x = Searcher(x, index, chunk=chunk, **options).search(y, 1)[1][:, 0]
+    i = torch.arange(x.shape[0])
+    ok = best_y >= 0
+    keep = ok & (best_x[best_y.clamp(min=0)] == i)
+    return i[keep], best_y[keep]
+
+
+@torch.no_grad()
+def candidates(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10, chunk: int = CHUNK,
+               index: str = "exact", **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The ``topk`` best CSLS candidates among the rows of ``y`` for every row of ``x``: ``(canonical
+    scores [n, topk] float64, column ids [n, topk])``, best first, equal scores by the lower column
+    (an approximate index may leave ids ``-1``)."""
+    rx, ry = csls_context64(x, y, k, index, chunk, **options)
+    return CSLSRetriever(y, ry, index, chunk, **options).search(x, rx, topk)
 
 
 @torch.no_grad()
 def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10,
-               chunk: int = CHUNK) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               chunk: int = CHUNK, index: str = "exact", **options) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy one-to-one matching by descending CSLS score.
 
     Each round lists the ``topk`` best free candidates of every free left
-    entity and of every free right entity, sorts those edges by score and
+    entity and of every free right entity (through ``index``), sorts those edges
+    by canonical score (equal scores: lower left, then lower right index) and
     accepts an edge when both ends are still free; rounds repeat on the
     leftovers until one side is exhausted (each round accepts at least the
     best remaining edge). CSLS neighbourhoods are computed once on the full
@@ -135,32 +192,25 @@ def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10,
     most once.
     """
     n, m = x.shape[0], y.shape[0]
-    rx, ry = csls_context(x, y, k, chunk)
-    free_l = torch.ones(n, dtype=torch.bool)
-    free_r = torch.ones(m, dtype=torch.bool)
-    rows, cols, vals = [], [], []
+    x, y = x.detach().float().cpu(), y.detach().float().cpu()
+    rx, ry = csls_context64(x, y, k, index, chunk, **options)
+    free_l = np.ones(n, dtype=bool)
+    free_r = np.ones(m, dtype=bool)
+    rows: list = []
+    cols: list = []
+    vals: list = []
     while free_l.any() and free_r.any():
-        li = free_l.nonzero().flatten()
-        rj = free_r.nonzero().flatten()
-        xl, yr = x[li.to(x.device)], y[rj.to(y.device)]
-        rxl, ryr = rx[li.to(x.device)], ry[rj.to(y.device)]
-        t = min(topk, len(rj))
-        e_rows, e_cols, e_vals = [], [], []
-        for s in range(0, len(li), chunk):  # candidates of the free left entities
-            sc = csls_block(xl[s:s + chunk], yr, rxl[s:s + chunk], ryr)
-            v, j = sc.topk(t, dim=1)
-            e_rows.append(li[s:s + chunk, None].expand(-1, t).reshape(-1))
-            e_cols.append(rj[j.cpu()].reshape(-1))
-            e_vals.append(v.cpu().reshape(-1))
-        t2 = min(topk, len(li))
-        for s in range(0, len(rj), chunk):  # candidates of the free right entities
-            sc = csls_block(yr[s:s + chunk], xl, ryr[s:s + chunk], rxl)
-            v, i = sc.topk(t2, dim=1)
-            e_cols.append(rj[s:s + chunk, None].expand(-1, t2).reshape(-1))
-            e_rows.append(li[i.cpu()].reshape(-1))
-            e_vals.append(v.cpu().reshape(-1))
-        er, ec, ev = torch.cat(e_rows), torch.cat(e_cols), torch.cat(e_vals)
-        order = torch.argsort(ev, descending=True, stable=True)
+        li = torch.from_numpy(np.flatnonzero(free_l))
+        rj = torch.from_numpy(np.flatnonzero(free_r))
+        kind = index if len(li) * len(rj) > SMALL_ROUND else "exact"
+        xl, yr, rxl, ryr = x[li], y[rj], rx[li], ry[rj]
+        s1, j1 = CSLSRetriever(yr, ryr, kind, chunk, **options).search(xl, rxl, min(topk, len(rj)))
+        s2, i2 = CSLSRetriever(xl, rxl, kind, chunk, **options).search(yr, ryr, min(topk, len(li)))
+        ok1, ok2 = j1 >= 0, i2 >= 0
+        er = torch.cat([li[:, None].expand_as(j1)[ok1], li[i2[ok2]]]).numpy()
+        ec = torch.cat([rj[j1[ok1]], rj[:, None].expand_as(i2)[ok2]]).numpy()
+        ev = torch.cat([s1[ok1], s2[ok2]]).numpy()
+        order = np.lexsort((ec, er, -ev))
         accepted = 0
         for a, b, v in zip(er[order].tolist(), ec[order].tolist(), ev[order].tolist()):
             if free_l[a] and free_r[b]:
@@ -174,4 +224,3 @@ def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10,
             break
     return (torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long),
             torch.tensor(vals, dtype=torch.float32))
-

@@ -25,11 +25,14 @@ from snagkg.tasks.alignment.config import AlignmentConfig
 from snagkg.tasks.alignment.gat import EdgeIndex, GATStructure
 from snagkg.tasks.alignment.metrics import (
     alignment_metrics,
+    candidates,
     csls_block,
     csls_context,
+    mutual_nearest,
     one_to_one,
     rank_alignment,
 )
+from snagkg.tasks.alignment.retrieval import resolve_index
 
 DYNAMIC_BUFFERS = ("added_links", "pending_links")
 #: parameter names of checkpoints written before the shared representation existed
@@ -46,9 +49,18 @@ class CSLSInteraction(Interaction):
 
     name = "csls"
 
-    def __init__(self, k: int = 3):
+    def __init__(self, k: int = 3, index: str = "auto", cells: int = 0, probe: int = 0, seed: int = 0):
+        """``index``, ``cells``, ``probe``: the candidate retrieval (``alignment.index``, ``index_cells``,
+        ``index_probe``; :mod:`snagkg.tasks.alignment.retrieval`)."""
         super().__init__()
         self.k = int(k)
+        self.index, self.cells, self.probe, self.seed = index, int(cells), int(probe), int(seed)
+
+    def retrieval(self, index: Optional[str] = None) -> Dict[str, Any]:
+        """Keyword arguments of the retrieval functions: the resolved ``index`` (the configured one unless
+        given; a one-line error for a Faiss index without Faiss) and its options."""
+        return {"index": resolve_index(index or self.index), "nlist": self.cells, "probe": self.probe,
+                "seed": self.seed}
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """``[n, m]`` CSLS scores of every row of ``x`` against every row of ``y`` (both sides' context
@@ -56,17 +68,27 @@ class CSLSInteraction(Interaction):
         rx, ry = csls_context(x, y, self.k)
         return csls_block(x, y, rx, ry)
 
-    def metrics(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", limit: int = 0) -> Dict[str, Any]:
+    def metrics(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", limit: int = 0,
+                index: Optional[str] = None) -> Dict[str, Any]:
         """Ranking metrics of gold pairs ``(x[i], y[i])``, both directions (:func:`alignment_metrics`)."""
-        return alignment_metrics(x, y, k=self.k, ties=ties, limit=limit)
+        return alignment_metrics(x, y, k=self.k, ties=ties, limit=limit, **self.retrieval(index))
 
-    def ranks(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic") -> torch.Tensor:
+    def ranks(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", index: Optional[str] = None
+              ) -> torch.Tensor:
         """CSLS ranks of gold pairs ``(x[i], y[i])``: left-to-right, then right-to-left."""
-        return torch.cat(rank_alignment(x, y, k=self.k, ties=ties))
+        return torch.cat(rank_alignment(x, y, k=self.k, ties=ties, **self.retrieval(index)))
 
-    def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10):
+    def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10, index: Optional[str] = None):
         """One-to-one matching of the rows of ``x`` and ``y`` by CSLS (:func:`one_to_one`)."""
-        return one_to_one(x, y, k=self.k, topk=topk)
+        return one_to_one(x, y, k=self.k, topk=topk, **self.retrieval(index))
+
+    def candidates(self, x: torch.Tensor, y: torch.Tensor, topk: int, index: Optional[str] = None):
+        """The ``topk`` best CSLS candidates among ``y`` of every row of ``x`` (:func:`candidates`)."""
+        return candidates(x, y, k=self.k, topk=topk, **self.retrieval(index))
+
+    def mutual_nearest(self, x: torch.Tensor, y: torch.Tensor, index: Optional[str] = None):
+        """Mutual nearest neighbours (cosine) of the rows of ``x`` and ``y`` (:func:`mutual_nearest`)."""
+        return mutual_nearest(x, y, **self.retrieval(index))
 
 
 class AlignmentModel(nn.Module):
@@ -83,7 +105,7 @@ class AlignmentModel(nn.Module):
             structure = GATStructure(torch.randn(num_entities, dim) / math.sqrt(dim), edges, al.gat_layers,
                                      al.gat_heads, al.gat_dropout)
         self.entities = MultiModalEntityRepresentation(structure, tables, modalities, encoder, noise, precision)
-        self.interaction = CSLSInteraction(al.csls_k)
+        self.interaction = CSLSInteraction(al.csls_k, al.index, al.index_cells, al.index_probe)
         self.loss = LOSSES.get("icl")(len(self.entities.modalities), al.temperature)
         self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))
         self.register_buffer("pending_links", torch.zeros(0, 2, dtype=torch.long))

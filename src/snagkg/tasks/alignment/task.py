@@ -40,7 +40,6 @@ from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.hardware import fused_optimizer
 from snagkg.tasks.alignment.gat import union_edges
-from snagkg.tasks.alignment.metrics import mutual_nearest
 from snagkg.tasks.alignment.model import AlignmentModel
 from snagkg.training.callbacks import ScheduleByPosition, TrainingCallback, WarmupCosine
 from snagkg.training.trainer import Task
@@ -147,7 +146,7 @@ class AlignmentTask(Task):
         if len(left) == 0 or len(right) == 0:
             return torch.zeros(0, 2, dtype=torch.long)
         vecs = self.model.entity_vectors(torch.cat([left, right]).to(self.device))
-        i, j = mutual_nearest(vecs[:len(left)], vecs[len(left):])
+        i, j = self.model.interaction.mutual_nearest(vecs[:len(left)], vecs[len(left):])
         return torch.stack([left[i], right[j]], dim=1)
 
     def iterate(self, epoch: int) -> None:
@@ -215,31 +214,55 @@ class AlignmentTask(Task):
         out["added_links"] = int(len(self.model.added_links))
         return out
 
-    @torch.no_grad()
-    def align(self, split: str = "test", all_unaligned: bool = False, topk: int = 10) -> Dict[str, Any]:
-        """One-to-one alignment between the split's entities (or all unaligned entities).
-
-        Returns ``pairs`` as ``(kg1 index, kg2 index, score)`` rows and, where
-        gold links are known for the aligned entities, how many are correct.
-        """
+    def scope(self, split: str = "test", all_unaligned: bool = False
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(left ids, right ids, left vectors, right vectors)``: the split's link entities, or with
+        ``all_unaligned`` every entity in no training or validation link (ids in order)."""
         if all_unaligned:
             free = ~self._known
             side = self.pair.side()
             left = torch.from_numpy(np.flatnonzero(free & (side == 0)))
             right = torch.from_numpy(np.flatnonzero(free & (side == 1)))
             vecs = self.model.entity_vectors(torch.cat([left, right]).to(self.device))
-            x, y = vecs[:len(left)], vecs[len(left):]
-        else:
-            links = self.split_links(split)
-            left = torch.from_numpy(links[:, 0]).long()
-            right = torch.from_numpy(links[:, 1]).long()
-            x, y = self.pair_vectors(links)
-        i, j, s = self.model.interaction.one_to_one(x, y, topk=topk)
+            return left, right, vecs[:len(left)], vecs[len(left):]
+        links = self.split_links(split)
+        x, y = self.pair_vectors(links)
+        return torch.from_numpy(links[:, 0]).long(), torch.from_numpy(links[:, 1]).long(), x, y
+
+    @torch.no_grad()
+    def align(self, split: str = "test", all_unaligned: bool = False, topk: int = 10,
+              index: Optional[str] = None) -> Dict[str, Any]:
+        """One-to-one alignment between the split's entities (or all unaligned entities), ``topk``
+        candidates per entity and greedy round, through ``index`` (the run's ``alignment.index``
+        unless given).
+
+        Returns ``pairs`` as ``(kg1 index, kg2 index, score)`` rows and, where
+        gold links are known for the aligned entities, how many are correct.
+        """
+        left, right, x, y = self.scope(split, all_unaligned)
+        i, j, s = self.model.interaction.one_to_one(x, y, topk=topk, index=index)
         a, b = left[i], right[j]
         gold = {int(p): int(q) for p, q in self.split_links(split).tolist()}
         judged = [(int(p), int(q)) for p, q in zip(a.tolist(), b.tolist()) if int(p) in gold]
         correct = sum(1 for p, q in judged if gold[p] == q)
         return {"left": a, "right": b, "scores": s, "judged": len(judged), "correct": correct}
+
+    @torch.no_grad()
+    def candidates(self, topk: int, split: str = "test", all_unaligned: bool = False,
+                   index: Optional[str] = None) -> Dict[str, Any]:
+        """The ``topk`` best CSLS candidates (right entities of the scope) of every left entity of the
+        scope (see :meth:`align`): ``left``, ``right`` ``[n, topk]`` ids (``-1``: none found by an
+        approximate index) and canonical ``scores``, best first, equal scores by the earlier candidate;
+        with ``hits@1`` and ``hits@topk`` of the gold partners known for the left entities."""
+        left, right, x, y = self.scope(split, all_unaligned)
+        scores, cols = self.model.interaction.candidates(x, y, topk, index=index)
+        ids = torch.where(cols >= 0, right[cols.clamp(min=0)], torch.full_like(cols, -1))
+        gold = {int(p): int(q) for p, q in self.split_links(split).tolist()}
+        rows = [(r, gold[int(p)]) for r, p in enumerate(left.tolist()) if int(p) in gold]
+        top1 = sum(1 for r, q in rows if int(ids[r, 0]) == q)
+        anywhere = sum(1 for r, q in rows if q in set(ids[r].tolist()))
+        return {"left": left, "right": ids, "scores": scores, "judged": len(rows), "hits@1": top1,
+                "hits@topk": anywhere}
 
     # -- using a trained model -------------------------------------------------------
     def entity_names(self) -> List[str]:
