@@ -30,7 +30,7 @@ from tqdm import tqdm
 from snagkg.api.robustness import robustness
 from snagkg.api.run import _absolute_dataset, load_run, train
 from snagkg.config import schema as C
-from snagkg.config.yamlio import flatten, read_yaml
+from snagkg.config.yamlio import flatten, read_spec
 from snagkg.runtime.errors import PathLike, SnagError
 from snagkg.runtime.io import save_numpy, write_json, write_text
 from snagkg.training.trainer import CHECKPOINT
@@ -92,19 +92,8 @@ def _seq(value: Any, what: str, path: str, line: Optional[int]) -> list:
 
 def load_spec(path: PathLike) -> StudySpec:
     """Read and check a study SPEC (YAML); every mistake is an error naming the file and line."""
-    path = Path(path)
-    data, lines = read_yaml(path)
-    src = str(path)
-
-    def line(*key: str) -> Optional[int]:
-        return lines.get(tuple(key))
-
-    known = {"preset", "config", "base", "dataset", "seeds", "variants", "compare", "intensity", "robustness"}
-    for key in data:
-        if key not in known:
-            raise SnagError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", src, line(key))
-    if not isinstance(data.get("dataset"), str):
-        raise SnagError("dataset (a folder, a triples file or 'synthetic') is required", src, line("dataset"))
+    data, lines, src, line = read_spec(path, ("preset", "config", "base", "dataset", "seeds", "variants", "compare",
+                                              "intensity", "robustness"))
     seeds = _seq(data.get("seeds"), "seeds", src, line("seeds"))
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
         raise SnagError("seeds must be distinct whole numbers", src, line("seeds"))
@@ -118,8 +107,6 @@ def load_spec(path: PathLike) -> StudySpec:
         if over is not None and not isinstance(over, dict):
             raise SnagError(f"variant {name!r} must be a mapping of config overrides", src, line("variants", name))
     variants = {k: dict(v or {}) for k, v in variants.items()}
-    if not isinstance(data.get("base") or {}, dict):
-        raise SnagError("base must be a mapping of config overrides", src, line("base"))
 
     def names(value: Any, what: str, *key: str) -> Tuple[str, ...]:
         items = _seq(value, what, src, line(*key))

@@ -43,7 +43,7 @@ from snagkg.api.tune_summary import (
     summarize_tune,
 )
 from snagkg.config import schema as C
-from snagkg.config.yamlio import flatten, read_yaml
+from snagkg.config.yamlio import flatten, read_spec
 from snagkg.runtime.errors import PathLike, SnagError
 from snagkg.runtime.io import RunLock, write_text
 from snagkg.training.callbacks import TrainingCallback
@@ -176,22 +176,8 @@ def _param(key: str, value: Any, src: str, line: Optional[int]) -> SearchParam:
 
 def load_tune_spec(path: PathLike) -> TuneSpec:
     """Read and check a tune SPEC (YAML); every mistake is an error naming the file and line."""
-    path = Path(path)
-    data, lines = read_yaml(path)
-    src = str(path)
-
-    def line(*key: str) -> Optional[int]:
-        return lines.get(tuple(key))
-
-    known = {"preset", "config", "dataset", "base", "space", "sampler", "pruner"}
-    for key in data:
-        if key not in known:
-            raise SnagError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", src, line(key))
-    if not isinstance(data.get("dataset"), str):
-        raise SnagError("dataset (a folder, a triples file or 'synthetic') is required", src, line("dataset"))
+    data, lines, src, line = read_spec(path, ("preset", "config", "dataset", "base", "space", "sampler", "pruner"))
     base = data.get("base") or {}
-    if not isinstance(base, dict):
-        raise SnagError("base must be a mapping of config overrides", src, line("base"))
     space_data = data.get("space")
     if not isinstance(space_data, dict) or not space_data:
         raise SnagError("space must map dotted config keys (train.lr) to ranges or choices", src, line("space"))

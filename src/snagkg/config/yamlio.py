@@ -9,11 +9,12 @@ import difflib
 import math
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import yaml
 
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import regular_file
 
 #: ``(key path, ...) -> line`` of every key of a YAML file
 KeyLines = Dict[Tuple[str, ...], int]
@@ -29,11 +30,7 @@ def read_yaml(path: Path) -> Tuple[Dict[str, Any], KeyLines]:
     refused (nothing in a config file is ever executed or imported), and so
     are duplicate keys.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SnagError("config file not found", path)
-    if not path.is_file():
-        raise SnagError("config path is not a regular file", path)
+    path = regular_file(path, "config file")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -165,3 +162,23 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
             out[prefix + k] = v
     return out
 
+
+
+def read_spec(path: Path, known: Sequence[str]) -> Tuple[Dict[str, Any], KeyLines, str, Callable[..., Optional[int]]]:
+    """A run-grid SPEC (``snagkg study``, ``snagkg tune``): its mapping, the line of every key, its name
+    and a ``line(*key)`` lookup. A top-level key not in ``known`` and a missing ``dataset`` are errors
+    naming the line; ``base`` (optional) must be a mapping of config overrides."""
+    data, lines = read_yaml(Path(path))
+    src = str(path)
+
+    def line(*key: str) -> Optional[int]:
+        return lines.get(tuple(key))
+
+    for key in data:
+        if key not in known:
+            raise SnagError(f"unknown key {key!r} (known: {', '.join(sorted(known))})", src, line(key))
+    if not isinstance(data.get("dataset"), str):
+        raise SnagError("dataset (a folder, a triples file or 'synthetic') is required", src, line("dataset"))
+    if not isinstance(data.get("base") or {}, dict):
+        raise SnagError("base must be a mapping of config overrides", src, line("base"))
+    return data, lines, src, line

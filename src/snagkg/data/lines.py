@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import regular_file
 
 
 def read_lines(path: Path) -> List[Tuple[int, str]]:
@@ -23,11 +24,7 @@ def read_lines(path: Path) -> List[Tuple[int, str]]:
 
     Blank lines are allowed only at the end of the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise SnagError("file not found", path)
-    if not path.is_file():
-        raise SnagError("not a regular file", path)
+    path = regular_file(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -50,7 +50,7 @@ from snagkg.features.common import (
     read_entity_names,
 )
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import torch_load
+from snagkg.runtime.io import regular_file, torch_load
 
 SUFFIXES = {".npy": "npy", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".pkl": "pickle", ".pickle": "pickle"}
 PICKLE_REFUSED = ("refusing to open a pickle without --trust-pickle: unpickling runs whatever code the file "
@@ -158,10 +158,7 @@ def load_source(path, key: Optional[str] = None, trust_pickle: bool = False) -> 
                         "or .pkl/.pickle", path)
     if kind == "pickle" and not trust_pickle:  # before touching the file at all
         raise SnagError(PICKLE_REFUSED, path)
-    if not path.exists():
-        raise SnagError("file not found", path)
-    if not path.is_file():
-        raise SnagError("not a regular file", path)
+    regular_file(path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)

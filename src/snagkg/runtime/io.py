@@ -26,6 +26,15 @@ from snagkg.runtime.errors import SnagError
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def regular_file(path: PathLike, what: str = "file") -> Path:
+    """``path`` as a :class:`Path` if it is a regular file; else ``<what> not found`` or ``<what> is not a
+    regular file`` as a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SnagError(f"{what} not found" if not path.exists() else f"{what} is not a regular file", path)
+    return path
+
+
 def _fail(path: PathLike, exc: OSError) -> SnagError:
     if exc.errno == errno.ENOSPC:
         what = "no space left on device; the previous version is intact"

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from snagkg.runtime.errors import SnagError
-from snagkg.runtime.io import save_torch, torch_load, write_text
+from snagkg.runtime.io import regular_file, save_torch, torch_load, write_text
 from snagkg.training import distributed
 from snagkg.training.callbacks import TrainingCallback
 from snagkg.training.sparse import clip_gradients
@@ -182,11 +182,7 @@ class TrainState:
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
     """Load a checkpoint without unpickling code (``weights_only=True``)."""
-    path = Path(path)
-    if not path.exists():
-        raise SnagError("checkpoint not found", path)
-    if not path.is_file():
-        raise SnagError("checkpoint is not a regular file", path)
+    path = regular_file(path, "checkpoint")
     try:
         ckpt = torch_load(path, weights_only=True)  # torch's warnings silenced: the error below says it all
     except Exception as exc:  # unpickling refused, truncated file, not a checkpoint

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.io import regular_file
 
 NameTriple = Tuple[str, str, str]
 TEXT_SUFFIXES = (".tsv", ".tab", ".csv", ".txt")
@@ -64,9 +65,7 @@ def base_suffix(path: Path) -> str:
 
 def read_text(path: Path) -> str:
     """The UTF-8 text of ``path`` (gunzipped if it ends in ``.gz``); a byte order mark is dropped."""
-    path = Path(path)
-    if not path.is_file():
-        raise SnagError("file not found" if not path.exists() else "not a regular file", path)
+    path = regular_file(path)
     try:
         raw = path.read_bytes()
         if path.suffix.lower() == ".gz":
