@@ -34,7 +34,6 @@ from snagkg.data.datasets.alignment_pair import (
     load_alignment_dataset,
     split_links,
 )
-from snagkg.data.datasets.named import check_id_tables, write_id_tables
 from snagkg.features.alignment import build_tables, resolve_modalities
 from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
@@ -42,7 +41,7 @@ from snagkg.runtime.hardware import fused_optimizer
 from snagkg.tasks.alignment.gat import union_edges
 from snagkg.tasks.alignment.model import AlignmentModel
 from snagkg.training.callbacks import ScheduleByPosition, TrainingCallback, WarmupCosine
-from snagkg.training.trainer import Task
+from snagkg.training.graph_task import GraphTask
 
 __all__ = ["AlignmentTask", "load_alignment_dataset"]
 
@@ -58,7 +57,7 @@ class IterativeLearning(TrainingCallback):
         self.task.iterate(epoch)
 
 
-class AlignmentTask(Task):
+class AlignmentTask(GraphTask):
     """Alignment of the two KGs of an :class:`AlignmentPair` with the config ``cfg`` (selection:
     valid ``hits@1``, left to right)."""
 
@@ -68,7 +67,7 @@ class AlignmentTask(Task):
     default_preset = "dbp15k"  # the alignment defaults (SPEC section 5)
 
     def __init__(self, pair: AlignmentPair, cfg: RunConfig, device: Optional[torch.device] = None):
-        self.pair = pair
+        self.pair = self.graph = pair
         self.cfg = cfg
         self.device = device or select_device(cfg.device)
         al = cfg.alignment
@@ -198,9 +197,6 @@ class AlignmentTask(Task):
         x, y = self.pair_vectors(links)
         return self.model.interaction.metrics(x, y, ties=ties or self.cfg.ties, limit=limit)
 
-    def entity_degrees(self) -> np.ndarray:
-        """Triples per entity in its own graph (as head or tail)."""
-        return self.pair.degrees()
 
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The CSLS rank of every link of ``split``: left-to-right, then right-to-left."""
@@ -265,9 +261,6 @@ class AlignmentTask(Task):
                 "hits@topk": anywhere}
 
     # -- using a trained model -------------------------------------------------------
-    def entity_names(self) -> List[str]:
-        """Both KGs' entity URIs, by id."""
-        return list(self.pair.entities)
 
     @torch.no_grad()
     def entity_vectors(self) -> torch.Tensor:
@@ -284,17 +277,8 @@ class AlignmentTask(Task):
         return self.predict()
 
     # -- bookkeeping -----------------------------------------------------------------
-    def notes(self) -> List[str]:
-        """The loader's notes."""
-        return list(self.pair.notes)
 
-    def save_ids(self, folder) -> None:
-        """``entities.tsv`` and ``relations.tsv`` of the pair (both KGs, in id order)."""
-        write_id_tables(self.pair, folder)
 
-    def check_ids(self, folder) -> None:
-        """The reloaded pair must give the names the run was trained with, id for id."""
-        check_id_tables(self.pair, folder)
     def fingerprint(self) -> Dict[str, Any]:
         """Dataset size, the links' digest and the model's shape (checked on load)."""
         h = hashlib.sha1()

@@ -16,7 +16,6 @@ from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
 from snagkg.data.datasets import dataset_options, load_completion_dataset
 from snagkg.data.datasets.graph import KnowledgeGraph
-from snagkg.data.datasets.named import check_id_tables, write_id_tables
 from snagkg.features.relations import split_note
 from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
@@ -31,7 +30,7 @@ from snagkg.tasks.completion.predict import predict, score_triples
 from snagkg.tasks.completion.sampler import make_sampler
 from snagkg.training import distributed
 from snagkg.training.sparse import split_optimizer
-from snagkg.training.trainer import Task
+from snagkg.training.graph_task import GraphTask
 
 
 def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
@@ -48,7 +47,7 @@ def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -
     return sorted(mods, key=lambda m: (m != "structure", mods.index(m)))
 
 
-class CompletionTask(Task):
+class CompletionTask(GraphTask):
     """Completion on a :class:`KnowledgeGraph` with the config ``cfg`` (selection: valid ``mrr``)."""
 
     name = "completion"
@@ -59,6 +58,7 @@ class CompletionTask(Task):
 
     def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None):
         self.kg, self.cfg = kg, cfg
+        self.graph = kg
         self.device = device or select_device(cfg.device)
         self.modalities = resolve_modalities(kg, cfg.modalities)
         if "relation" in self.modalities and kg.features_dir is not None:
@@ -145,9 +145,6 @@ class CompletionTask(Task):
                                    progress=progress, candidates=candidates, seed=self.cfg.seed)
         return metrics if candidates else distributed.combine_metrics(metrics)
 
-    def entity_degrees(self) -> np.ndarray:
-        """Train triples per entity (as head or tail)."""
-        return self.kg.degrees()
 
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The filtered rank of every triple of ``split``: its tail, then (after all tails) its head."""
@@ -169,9 +166,6 @@ class CompletionTask(Task):
         """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.tasks.completion.predict.score_triples`)."""
         return score_triples(self, rows, path=path, lines=lines)
 
-    def entity_names(self) -> List[str]:
-        """The knowledge graph's entity names, by id."""
-        return list(self.kg.entities)
 
     def export_arrays(self) -> "tuple[Dict[str, Any], Dict[str, Any]]":
         """The relations' ids, names and parameters (RotatE: phases in radians), and the scorer's name and margin."""
@@ -184,17 +178,8 @@ class CompletionTask(Task):
         return arrays, {"scorer": sc.name, "margin": float(sc.margin), "relations": len(rels),
                         "relation_parameters": kind}
 
-    def notes(self) -> List[str]:
-        """The loader's notes (dropped triples, split shares, ...)."""
-        return list(self.kg.notes)
 
-    def save_ids(self, folder) -> None:
-        """``entities.tsv`` and ``relations.tsv``: the ids every later command reloads."""
-        write_id_tables(self.kg, folder)
 
-    def check_ids(self, folder) -> None:
-        """The reloaded dataset must give the names the run was trained with, id for id."""
-        check_id_tables(self.kg, folder)
 
     def validate(self) -> Dict[str, float]:
         """Validation metrics (``train.eval_limit`` triples at most; against ``train.eval_candidates`` sampled
