@@ -197,7 +197,6 @@ class AlignmentTask(GraphTask):
         x, y = self.pair_vectors(links)
         return self.model.interaction.metrics(x, y, ties=ties or self.cfg.ties, limit=limit)
 
-
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The CSLS rank of every link of ``split``: left-to-right, then right-to-left."""
         x, y = self.pair_vectors(self.split_links(split))
@@ -277,7 +276,6 @@ class AlignmentTask(GraphTask):
         return self.predict()
 
     # -- bookkeeping -----------------------------------------------------------------
-
 
     def fingerprint(self) -> Dict[str, Any]:
         """Dataset size, the links' digest and the model's shape (checked on load)."""

@@ -145,7 +145,6 @@ class CompletionTask(GraphTask):
                                    progress=progress, candidates=candidates, seed=self.cfg.seed)
         return metrics if candidates else distributed.combine_metrics(metrics)
 
-
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
         """The filtered rank of every triple of ``split``: its tail, then (after all tails) its head."""
         triples = torch.from_numpy(self.kg.split(split)).long()
@@ -166,7 +165,6 @@ class CompletionTask(GraphTask):
         """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.tasks.completion.predict.score_triples`)."""
         return score_triples(self, rows, path=path, lines=lines)
 
-
     def export_arrays(self) -> "tuple[Dict[str, Any], Dict[str, Any]]":
         """The relations' ids, names and parameters (RotatE: phases in radians), and the scorer's name and margin."""
         sc = self.model.interaction
@@ -177,9 +175,6 @@ class CompletionTask(GraphTask):
                   "relation_phases": params.float().cpu().numpy()}
         return arrays, {"scorer": sc.name, "margin": float(sc.margin), "relations": len(rels),
                         "relation_parameters": kind}
-
-
-
 
     def validate(self) -> Dict[str, float]:
         """Validation metrics (``train.eval_limit`` triples at most; against ``train.eval_candidates`` sampled
