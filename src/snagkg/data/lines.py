@@ -11,11 +11,11 @@ import io
 import re
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from snagkg.runtime.errors import SnagError
+from snagkg.runtime.errors import PathLike, SnagError
 from snagkg.runtime.io import regular_file
 
 
@@ -123,12 +123,8 @@ def read_name_id_lines(path: Path, with_count: bool,
         ident = parse_int(id_tok, path, number, "id")
         if not name:
             raise SnagError("empty name", path, number)
-        if ident in seen_ids:
-            raise SnagError(f"duplicate id {ident} (first on line {seen_ids[ident]})", path, number)
-        if name in seen_names:
-            raise SnagError(f"duplicate name {_show(name)} (first on line {seen_names[name]})", path, number)
-        seen_ids[ident] = number
-        seen_names[name] = number
+        first_line(seen_ids, ident, path, number, f"duplicate id {ident} (first on line {{first}})")
+        first_line(seen_names, name, path, number, f"duplicate name {_show(name)} (first on line {{first}})")
         names.append(name)
         ids.append(ident)
     if not lines:
@@ -276,3 +272,11 @@ def _fast_name_ids(path: Path, with_count: bool,
         return None
     first = 2 if with_count else 1
     return names, ids, np.arange(first, first + len(names), dtype=np.int64)
+
+
+def first_line(seen: Dict[Any, int], key: Any, path: PathLike, number: int, message: str) -> None:
+    """Note that ``key`` stands on line ``number``; a key seen before is the error ``message``, which may
+    name the first line as ``{first}``."""
+    if key in seen:
+        raise SnagError(message.format(first=seen[key]), path, number)
+    seen[key] = number

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
 from snagkg.data.datasets.graph import Graph
 from snagkg.data.feature_dir import load_feature_dir
-from snagkg.data.lines import parse_int, read_lines
+from snagkg.data.lines import first_line, parse_int, read_lines
 from snagkg.data.tables import FeatureTable
 from snagkg.runtime.errors import SnagError
 
@@ -157,16 +157,26 @@ def _read_id_triples(path: Path, index: Dict[int, int], side: int, num_left: int
     return out
 
 
+def _side_names() -> Tuple[List[str], Callable[[int, str], int]]:
+    """A list of ``kg<side>:<name>`` names and the function giving the id of ``(side, name)``, adding it
+    the first time (ids in order of first use; each KG keeps its own relations and attributes)."""
+    names: List[str] = []
+    ids: Dict[Tuple[int, str], int] = {}
+
+    def id_of(side: int, name: str) -> int:
+        if (side, name) not in ids:
+            ids[(side, name)] = len(names)
+            names.append(f"kg{side + 1}:{name}")
+        return ids[(side, name)]
+    return names, id_of
+
+
 def _check_links(links: List[Tuple[int, int, int]], path: Path) -> np.ndarray:
     first_l: Dict[int, int] = {}
     first_r: Dict[int, int] = {}
     for a, b, number in links:
-        if a in first_l:
-            raise SnagError(f"KG1 entity already linked on line {first_l[a]} (links must be one-to-one)", path, number)
-        if b in first_r:
-            raise SnagError(f"KG2 entity already linked on line {first_r[b]} (links must be one-to-one)", path, number)
-        first_l[a] = number
-        first_r[b] = number
+        first_line(first_l, a, path, number, "KG1 entity already linked on line {first} (links must be one-to-one)")
+        first_line(first_r, b, path, number, "KG2 entity already linked on line {first} (links must be one-to-one)")
     if not links:
         raise SnagError("no links", path)
     return np.asarray([(a, b) for a, b, _ in links], dtype=np.int64)
@@ -241,26 +251,10 @@ def read_openea(folder: Path, seed: int = 0, features: bool = True) -> Alignment
     entities = ents[0] + ents[1]
     num_left = len(ents[0])
     index = [{u: i for i, u in enumerate(ents[0])}, {u: num_left + i for i, u in enumerate(ents[1])}]
-    rel_index: Dict[Tuple[int, str], int] = {}
-    relations: List[str] = []
-    triples = []
-    for side in (0, 1):
-        for h, r, t, _ in rel_rows[side]:
-            key = (side, r)
-            if key not in rel_index:
-                rel_index[key] = len(relations)
-                relations.append(f"kg{side + 1}:{r}")
-            triples.append((index[side][h], rel_index[key], index[side][t]))
-    attr_index: Dict[Tuple[int, str], int] = {}
-    attribute_names: List[str] = []
-    attributes = []
-    for side in (0, 1):
-        for e, a, _, _ in attr_rows[side]:
-            key = (side, a)
-            if key not in attr_index:
-                attr_index[key] = len(attribute_names)
-                attribute_names.append(f"kg{side + 1}:{a}")
-            attributes.append((index[side][e], attr_index[key]))
+    relations, rel_id = _side_names()
+    triples = [(index[side][h], rel_id(side, r), index[side][t]) for side in (0, 1) for h, r, t, _ in rel_rows[side]]
+    attribute_names, attr_id = _side_names()
+    attributes = [(index[side][e], attr_id(side, a)) for side in (0, 1) for e, a, _, _ in attr_rows[side]]
     path = folder / "ent_links"
     raw_links = []
     for number, text in read_lines(path):

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from snagkg.config.schema import ConfigValueError, Section, register_task
-from snagkg.tasks.alignment.retrieval import INDEXES
+
+#: candidate retrieval (:mod:`snagkg.tasks.alignment.retrieval`): auto, the exact torch path, Faiss flat, ivf or hnsw
+INDEXES = ("auto", "exact", "flat", "ivf", "hnsw")
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,10 @@ class AlignmentConfig(Section):
 
     def check(self) -> None:
         """Ratios in [0, 1), temperature, widths and periods positive, counts not negative."""
-        if not 0.0 <= self.train_ratio < 1.0:
-            raise ConfigValueError(f"alignment.train_ratio must be in [0, 1), got {self.train_ratio}",
-                                   "alignment.train_ratio")
-        if not 0.0 <= self.valid_ratio < 1.0:
-            raise ConfigValueError(f"alignment.valid_ratio must be in [0, 1), got {self.valid_ratio}",
-                                   "alignment.valid_ratio")
-        if not 0.0 <= self.warmup < 1.0:
-            raise ConfigValueError(f"alignment.warmup must be in [0, 1), got {self.warmup}",
-                                   "alignment.warmup")
-        if not 0.0 <= self.gat_dropout < 1.0:
-            raise ConfigValueError(f"alignment.gat_dropout must be in [0, 1), got {self.gat_dropout}",
-                                   "alignment.gat_dropout")
+        for name in ("train_ratio", "valid_ratio", "warmup", "gat_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigValueError(f"alignment.{name} must be in [0, 1), got {getattr(self, name)}",
+                                       f"alignment.{name}")
         if not self.temperature > 0:
             raise ConfigValueError(f"alignment.temperature must be positive, got {self.temperature}",
                                    "alignment.temperature")

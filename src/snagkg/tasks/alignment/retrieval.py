@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from snagkg.runtime.errors import SnagError
+from snagkg.tasks.alignment.config import INDEXES
 
-INDEXES = ("auto", "exact", "flat", "ivf", "hnsw")
 FAISS_INDEXES = ("flat", "ivf", "hnsw")
 APPROXIMATE = ("ivf", "hnsw")
 CHUNK = 2048
