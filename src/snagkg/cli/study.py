@@ -11,6 +11,20 @@ from snagkg.api.study_summary import summarize_study, write_summary
 from snagkg.runtime.errors import SnagError
 
 
+def register(sub: Any) -> None:
+    """Add ``study`` to the ``snagkg`` sub-commands ``sub``."""
+    p = sub.add_parser("study", help="a grid of runs (variants x seeds) from a SPEC file, resumable; "
+                                     "--summary: means over seeds and paired differences with intervals")
+    p.add_argument("path", help="the SPEC (YAML), or with --summary a study folder")
+    p.add_argument("--output", help="study folder: one run folder per variant and seed")
+    p.add_argument("--jobs", type=int, help="runs trained at a time, each in its own process (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: the cores split between the jobs)")
+    p.add_argument("--summary", action="store_true", help="print and write the summary of a study folder")
+    p.add_argument("--samples", type=int, default=2000, help="bootstrap resamples of each difference (default 2000)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_study)
+
+
 def cmd_study(a: argparse.Namespace) -> int:
     """Run the SPEC's unfinished runs (``--output``), or with ``--summary`` print a study folder's summary."""
     path = Path(a.path)
@@ -31,16 +45,3 @@ def cmd_study(a: argparse.Namespace) -> int:
     write_summary(summary, a.output)
     sys.stdout.write(summary.markdown())
     return 0
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("study", help="a grid of runs (variants x seeds) from a SPEC file, resumable; "
-                                     "--summary: means over seeds and paired differences with intervals")
-    p.add_argument("path", help="the SPEC (YAML), or with --summary a study folder")
-    p.add_argument("--output", help="study folder: one run folder per variant and seed")
-    p.add_argument("--jobs", type=int, help="runs trained at a time, each in its own process (default 1)")
-    p.add_argument("--threads", type=int, help="torch threads per run (default: the cores split between the jobs)")
-    p.add_argument("--summary", action="store_true", help="print and write the summary of a study folder")
-    p.add_argument("--samples", type=int, default=2000, help="bootstrap resamples of each difference (default 2000)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_study)

@@ -30,15 +30,13 @@ blocks are a fixed size, not an option).
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Dict
 
 import numpy as np
 
-from snagkg.data.datasets.synthetic_stream import _clean_stale, _prepare
+from snagkg.data.datasets.synthetic_stream import _prepare, staged_folder
 from snagkg.runtime.errors import SnagError
 
 BLOCK = 1 << 16            # rows per generation block (fixed: the bytes do not depend on it)
@@ -201,37 +199,18 @@ def write_synthetic_pair_stream(folder, entities: int, relations: int = 64, degr
     perm = np.random.default_rng(perm_ss).permutation(n)
     inv = np.empty_like(perm)
     inv[perm] = np.arange(n)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(folder)
-        tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            _write_entities(tmp, n, perm, inv, float(name_noise), name_ss)
-            counts = _write_triples(tmp, n, int(relations), float(degree), float(drop), perm, triple_ss)
-            modalities = {}
-            if image_dim or text_dim:
-                (tmp / "features").mkdir()
-                latent = np.random.default_rng(latent_ss).standard_normal((n, LATENT_DIM)).astype(np.float32)
-                for name, dim, ss in (("image", int(image_dim), image_ss), ("text", int(text_dim), text_ss)):
-                    if dim:
-                        frac = _write_table(tmp / "features", name, n, dim, latent, inv, float(missing), ss)
-                        modalities[name] = {"dim": dim, "missing": round(frac, 4)}
-                del latent
-            _prepare(folder, overwrite)  # nobody filled it meanwhile
-            if folder.exists():
-                old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    except OSError as exc:
-        raise SnagError(f"cannot write the dataset: {exc.strerror or exc}", exc.filename or folder) from None
+    with staged_folder(folder, overwrite) as tmp:
+        _write_entities(tmp, n, perm, inv, float(name_noise), name_ss)
+        counts = _write_triples(tmp, n, int(relations), float(degree), float(drop), perm, triple_ss)
+        modalities = {}
+        if image_dim or text_dim:
+            (tmp / "features").mkdir()
+            latent = np.random.default_rng(latent_ss).standard_normal((n, LATENT_DIM)).astype(np.float32)
+            for name, dim, ss in (("image", int(image_dim), image_ss), ("text", int(text_dim), text_ss)):
+                if dim:
+                    frac = _write_table(tmp / "features", name, n, dim, latent, inv, float(missing), ss)
+                    modalities[name] = {"dim": dim, "missing": round(frac, 4)}
+            del latent
     return {"output": str(folder), "layout": "dbp15k", "entities": [n, n], "links": n,
             "relations": [int(relations), int(relations)], "triples": [counts["triples_1"], counts["triples_2"]],
             "modalities": modalities, "seed": int(seed), "seconds": round(time.time() - began, 2)}

@@ -18,6 +18,7 @@ depend on ``chunk``: the same seed and sizes give byte-identical files.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -25,13 +26,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from snagkg.data.datasets.synthetic import SyntheticConfig
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.file_sets import swap_in_folder
 
 _LATENT = SyntheticConfig()  # coarse_dims, lattice, nearest and the noise levels of the small generator
 TWO_PI = 2 * np.pi
@@ -264,6 +266,27 @@ def _prepare(folder: Path, overwrite: bool) -> None:
         raise SnagError("output folder is not empty (use --overwrite to replace it)", folder)
 
 
+@contextlib.contextmanager
+def staged_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
+    """A fresh temp folder beside ``folder`` to write a dataset into: on a clean exit it replaces
+    ``folder`` whole (:func:`swap_in_folder`), on an error it goes; an OS error is one line."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(folder)
+        tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            _prepare(folder, overwrite)  # nobody filled it meanwhile
+            swap_in_folder(tmp, folder)  # a reader sees the old folder or the new one, never a mix
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    except OSError as exc:
+        raise SnagError(f"cannot write the dataset: {exc.strerror or exc}", exc.filename or folder) from None
+
+
 def _clean_stale(folder: Path) -> None:
     """Remove partial folders left by killed runs (their process is gone)."""
     for old in folder.parent.glob(f".{folder.name}.partial-*"):
@@ -297,27 +320,9 @@ def write_synthetic(folder, entities: int, triples: int, relations: int = 16, im
         lat = _Latent(o, np.random.default_rng(latent_ss))
         rows = _draw_triples(o, lat, np.random.default_rng(triple_ss), bar)
         bar.total += o.entities * (1 + (o.image_dim > 0) + (o.text_dim > 0)) + o.relations + o.triples
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(folder)
-        tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with staged_folder(folder, overwrite) as tmp:
             streams = (np.random.default_rng(image_ss), np.random.default_rng(text_ss))
             modalities = _write_all(tmp, o, lat, rows, streams, bar)
-            _prepare(folder, overwrite)  # nobody filled it meanwhile
-            if folder.exists():
-                old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    except OSError as exc:
-        raise SnagError(f"cannot write the dataset: {exc.strerror or exc}", exc.filename or folder) from None
     finally:
         bar.close()
     n_train, n_valid, n_test = o.split_sizes()
