@@ -43,3 +43,21 @@ def test_the_import_graph_has_no_cycle():
     cycles = re.match(r"cycles (\d+) ", summary)
     assert cycles, summary
     assert int(cycles.group(1)) == 0, p.stdout
+
+
+def test_imports_inside_functions_are_deferred_extras_with_a_reason():
+    """Every import made inside a function names why it is deferred (``# deferred: <reason>``: an
+    optional extra, a platform module); everything else is imported at the top of its module."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "src" / "snagkg").rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                        if module.startswith("snagkg") or "# deferred:" not in lines[node.lineno - 1]:
+                            missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert missing == []

@@ -76,7 +76,7 @@ def _deps():
     """jinja2 and matplotlib, or a one-line error naming the extra to install."""
     try:
         import jinja2  # deferred: optional extra [report]
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  # deferred: optional extra [report]
         from matplotlib.figure import Figure  # deferred: optional extra [plot]/[report]
     except ImportError as exc:
         raise SnagError(f"report needs jinja2 and matplotlib ({exc.name or exc} is missing): {INSTALL_HINT}") from None
@@ -247,7 +247,7 @@ def _curves(Figure, runs: Sequence[RunData]) -> Optional[str]:
         if val:
             val_ax.plot(*zip(*val), marker="o", label=f"{r.name} ({r.selection})" if label else None)
     loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss")
-    from matplotlib.ticker import (
+    from matplotlib.ticker import (  # deferred: optional extra [report]
         MaxNLocator,  # deferred: optional extra [plot]/[report]
     )
     metrics = sorted({r.selection for r in runs})

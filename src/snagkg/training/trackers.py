@@ -188,7 +188,7 @@ class TensorBoardTracker(Tracker):
     def __init__(self, subfolder: str = TENSORBOARD_DIR) -> None:
         super().__init__()
         try:
-            from torch.utils.tensorboard import (
+            from torch.utils.tensorboard import (  # deferred: optional extra [tensorboard]
                 SummaryWriter,  # deferred: optional extra [tensorboard]
             )
         except ImportError:
@@ -235,7 +235,7 @@ class MLflowTracker(Tracker):
                  run_name: Optional[str] = None) -> None:
         super().__init__()
         try:
-            from mlflow.tracking import (
+            from mlflow.tracking import (  # deferred: optional extra [mlflow]
                 MlflowClient,  # deferred: optional extra [mlflow]
             )
         except ImportError:

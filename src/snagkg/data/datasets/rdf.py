@@ -106,7 +106,7 @@ def _line_statements(text: str, path: Path, quads: bool, rdflib):
 
 def _turtle_statements(text: str, path: Path, rdflib):
     """Parse Turtle with rdflib, keeping the statements in the order the parser makes them."""
-    from rdflib.plugins.parsers.notation3 import (
+    from rdflib.plugins.parsers.notation3 import (  # deferred: optional extra [rdf]
         BadSyntax,  # deferred: optional extra [rdf]
     )
 
