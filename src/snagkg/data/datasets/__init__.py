@@ -24,14 +24,14 @@ from snagkg.data.datasets.alignment_pair import (
 from snagkg.data.datasets.graph import Graph, KnowledgeGraph
 from snagkg.data.datasets.named import apply_valid_from_train, check_splits
 from snagkg.data.datasets.openke import is_openke, read_openke, write_openke
-from snagkg.data.datasets.sources import dataset_options, read_source
+from snagkg.data.datasets.sources import read_source
 from snagkg.data.datasets.synthetic import SyntheticConfig, generate
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
 from snagkg.runtime.errors import SnagError
 
 __all__ = ["Graph", "KnowledgeGraph", "AlignmentPair", "load_completion_dataset", "load_alignment_dataset",
            "split_links", "read_openke", "write_openke", "generate", "SyntheticConfig", "write_synthetic_pair",
-           "dataset_options", "read_source"]
+           "read_source"]
 
 
 def load_completion_dataset(spec: str, seed: int = 0, split: Optional[str] = None, columns: Optional[str] = None,

@@ -33,15 +33,6 @@ SUFFIXES = TEXT_SUFFIXES + RDF_SUFFIXES
 SUFFIX_TEXT = ", ".join(SUFFIXES) + " (optionally .gz)"
 
 
-def dataset_options(cfg: Any) -> Dict[str, Any]:
-    """The dataset-reading options of a run config (``dataset_split``, ``dataset_columns``,
-    ``valid_from_train``, ``split_seed``, ``feature_storage``) as keyword arguments of ``load_completion_dataset``."""
-    return {"split": getattr(cfg, "dataset_split", None), "columns": getattr(cfg, "dataset_columns", None),
-            "valid_from_train": getattr(cfg, "valid_from_train", 0.0) or 0.0,
-            "split_seed": getattr(cfg, "split_seed", 0),
-            "feature_storage": getattr(getattr(cfg, "completion", None), "feature_storage", "memory")}
-
-
 def is_triples_file(path: Path) -> bool:
     """Whether ``path`` has a suffix this module reads (``.tsv``, ``.nt.gz``, ...)."""
     return base_suffix(path) in SUFFIXES

@@ -14,7 +14,7 @@ import torch
 
 from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
-from snagkg.data.datasets import dataset_options, load_completion_dataset
+from snagkg.data.datasets import load_completion_dataset
 from snagkg.data.datasets.graph import KnowledgeGraph
 from snagkg.features.relations import split_note
 from snagkg.runtime.devices import select_device
@@ -79,7 +79,10 @@ class CompletionTask(GraphTask):
     @classmethod
     def build(cls, cfg: RunConfig) -> "CompletionTask":
         """Read ``cfg.dataset`` (``synthetic``, OpenKE folder, labelled/RDF triples) and build the task."""
-        return cls(load_completion_dataset(cfg.dataset, seed=cfg.seed, **dataset_options(cfg)), cfg)
+        kg = load_completion_dataset(cfg.dataset, seed=cfg.seed, split=cfg.dataset_split, columns=cfg.dataset_columns,
+                                     valid_from_train=cfg.valid_from_train or 0.0, split_seed=cfg.split_seed,
+                                     feature_storage=cfg.completion.feature_storage)
+        return cls(kg, cfg)
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
