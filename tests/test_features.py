@@ -212,7 +212,7 @@ def test_text_cuda_unavailable(ds, fake, capsys):
 
 
 @pytest.mark.parametrize("setup, expect", [
-    ("absent", "dataset folder not found"),
+    ("absent", "dataset not found"),
     ("no_entities", "entity2id.txt is missing"),
     ("bad_count", "entity2id.txt:1: count header says"),
 ])
@@ -338,7 +338,7 @@ def test_a_run_says_when_the_relation_table_counts_another_split(tmp_path, capsy
     assert "relation.npy counts every train triple, also the ones this run holds out as validation " \
            "(--valid-from-train 0.1): validation metrics are slightly optimistic" in err
     assert "`snagkg features relations --valid-from-train 0.1 --split-seed 0`" in err
-    assert main(["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1"]) == 0
+    assert main(["features", "relations", "--dataset", str(d), "--valid-from-train", "0.1", "--overwrite"]) == 0
     capsys.readouterr()
     assert main(train + ["--output", str(tmp_path / "clean")]) == 0
     assert "relation.npy" not in capsys.readouterr().err

@@ -45,7 +45,7 @@ def table(width: int = 4, seed: int = 0) -> np.ndarray:
 
 def run(ds: Path, source: Path, *extra: str, modality: str = "image") -> int:
     return main(["features", "import", "--dataset", str(ds), "--modality", modality, "--from", str(source),
-                 *extra])
+                 "--overwrite", *extra])
 
 
 def ok(capsys, ds: Path, source: Path, *extra: str, modality: str = "image") -> str:
@@ -324,7 +324,7 @@ def test_bad_dataset(tmp_path, capsys):
     np.save(tmp_path / "img.npy", table())
     rc = run(tmp_path / "nope", tmp_path / "img.npy")
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error: ") and "dataset folder not found" in err
+    assert rc == 2 and err.startswith("error: ") and "dataset not found" in err
     assert len(err.rstrip("\n").split("\n")) == 1
 
 

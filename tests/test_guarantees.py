@@ -129,7 +129,7 @@ def test_report_skips_robustness_of_another_model(setup, tmp_path, capsys):
 # --------------------------------------------------------------------------- 3. feature pairs land whole
 
 def _import(ds: Path, src: Path):
-    return ["features", "import", "--dataset", ds, "--modality", "image", "--from", src]
+    return ["features", "import", "--dataset", ds, "--modality", "image", "--from", src, "--overwrite"]
 
 
 def _source(tmp_path: Path, nan_row: int) -> Path:
@@ -216,12 +216,13 @@ def test_raw_pickle_refusals_are_one_line(setup, tmp_path):
     ds, _ = setup
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps(_Payload()))
-    p = run_cli_subprocess(["features", "import", "--dataset", ds, "--modality", "image", "--from", evil])
+    p = run_cli_subprocess(["features", "import", "--dataset", ds, "--modality", "image", "--from", evil,
+                            "--overwrite"])
     assert p.returncode == 2
     assert_one_error(p.stderr, evil, None, None)
     images = tmp_path / "images"
     images.mkdir()
-    p = run_cli_subprocess(["features", "image", "--dataset", ds, "--images", images, "--weights", evil,
+    p = run_cli_subprocess(["features", "image", "--dataset", ds, "--images", images, "--overwrite", "--weights", evil,
                             "--no-progress", "--device", "cpu"])
     assert p.returncode == 2
     assert_one_error(p.stderr, None, None, None)

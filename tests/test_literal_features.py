@@ -56,7 +56,8 @@ def test_numeric_values_are_averaged_normalised_and_flagged(uri_graph, capsys):
     assert np.isnan(v[4:]).all()
     assert (uri_graph / "features" / "numeric.missing.txt").read_text().split() == [str(i) for i in range(4, N)]
 
-    code, _, err = run_cli(["features", "numeric", "--dataset", uri_graph, "--scale", "minmax", "--top", "1"],
+    code, _, err = run_cli(["features", "numeric", "--dataset", uri_graph, "--scale", "minmax", "--top", "1",
+                            "--overwrite"],
                            capsys)
     assert code == 0 and "(width 2)" in err
     v = np.load(uri_graph / "features" / "numeric.npy")
@@ -99,7 +100,7 @@ def test_descriptions_from_a_literal_property(uri_graph, capsys):
     assert np.allclose(v[4], enc.encode(["A big city", "with a port"], 1).mean(axis=0))
     assert np.allclose(v[7], enc.encode(["E 7"], 1)[0])  # the display name
     code, _, err = run_cli(["features", "text", "--dataset", uri_graph, "--property", "schema:description",
-                            "--encoder", "hashing"], capsys)
+                            "--encoder", "hashing", "--overwrite"], capsys)
     assert code == 2 and "no literal of property 'schema:description'" in err
 
 
@@ -138,7 +139,8 @@ def test_names_file_for_an_alignment_pair_is_used_by_training(tmp_path, capsys):
                                                                                           "name"]
 
     src.write_text(json.dumps([[ids[0], ["a"]], [99999, ["b"]]]))
-    code, _, err = run_cli(["features", "names", "--dataset", folder, "--from", src, "--encoder", "hashing"], capsys)
+    code, _, err = run_cli(["features", "names", "--dataset", folder, "--from", src, "--encoder", "hashing",
+                            "--overwrite"], capsys)
     assert code == 2 and err.startswith(f"error: {src}: entry 1: unknown entity 99999")
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from snagkg.features.common import FeatureTarget
 from snagkg.features.descriptions import build_description_features
 from snagkg.features.extractors import DEFAULT_TEXT_ENCODER, FEATURE_EXTRACTORS
 from snagkg.features.image_encoders import DEFAULT_IMAGE_ENCODER, IMAGE_ENCODERS
@@ -21,6 +23,23 @@ from snagkg.features.name_features import build_name_features
 from snagkg.runtime.errors import SnagError
 
 RAW_COMMANDS = ("image", "attributes", "numeric", "names")
+DATASET_HELP = ("the dataset as `snagkg train --dataset` takes it: an OpenKE folder, a labelled (TSV/CSV) or RDF "
+                "triples file, or a folder of train/valid/test files; the table goes to features/ beside the "
+                "triples file (inside a folder), where train reads it")
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser, alignment: bool = False) -> None:
+    """``--dataset``, ``--columns`` and ``--overwrite``, shared by every ``features`` command."""
+    p.add_argument("--dataset", required=True,
+                   help=DATASET_HELP + (" (or a DBP15K/OpenEA folder for alignment)" if alignment else ""))
+    p.add_argument("--columns", metavar="h,r,t",
+                   help="the column roles of a labelled triples file, as given to `snagkg train --columns`")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table (default: refuse)")
+
+
+def target(a: argparse.Namespace) -> FeatureTarget:
+    """The dataset the command writes for, from ``--dataset``, ``--columns`` and ``--overwrite``."""
+    return FeatureTarget(Path(a.dataset), columns=a.columns, overwrite=a.overwrite)
 
 
 def add_text_source_arguments(t: argparse.ArgumentParser) -> None:
@@ -48,7 +67,7 @@ def text_from_descriptions(a: argparse.Namespace):
                             "--property P")
         return None
 
-    return build_description_features(a.dataset, source=a.source, prop=a.property, literals=a.literals,
+    return build_description_features(target(a), source=a.source, prop=a.property, literals=a.literals,
                                       fallback=a.fallback, aggregate=a.aggregate, output=a.output,
                                       batch_size=a.batch_size, device=a.device, encoder=a.encoder,
                                       progress=False if a.no_progress else None)
@@ -61,24 +80,24 @@ def _done(summary) -> int:
 
 def cmd_image(a: argparse.Namespace) -> int:
 
-    return _done(build_image_features(a.dataset, a.images, encoder=a.encoder, weights=a.weights,
+    return _done(build_image_features(target(a), a.images, encoder=a.encoder, weights=a.weights,
                                       batch_size=a.batch_size, device=a.device, seed=a.seed, modality=a.modality,
                                       output=a.output, progress=False if a.no_progress else None))
 
 
 def cmd_attributes(a: argparse.Namespace) -> int:
 
-    return _done(build_attribute_features(a.dataset, literals=a.literals, top=a.top, output=a.output))
+    return _done(build_attribute_features(target(a), literals=a.literals, top=a.top, output=a.output))
 
 
 def cmd_numeric(a: argparse.Namespace) -> int:
 
-    return _done(build_numeric_features(a.dataset, source=a.source, top=a.top, scale=a.scale, output=a.output))
+    return _done(build_numeric_features(target(a), source=a.source, top=a.top, scale=a.scale, output=a.output))
 
 
 def cmd_names(a: argparse.Namespace) -> int:
 
-    return _done(build_name_features(a.dataset, source=a.source, encoder=a.encoder, batch_size=a.batch_size,
+    return _done(build_name_features(target(a), source=a.source, encoder=a.encoder, batch_size=a.batch_size,
                                      device=a.device, output=a.output,
                                      progress=False if a.no_progress else None))
 
@@ -86,9 +105,8 @@ def cmd_names(a: argparse.Namespace) -> int:
 def register_raw(fs) -> None:
     """Add ``image``, ``attributes``, ``numeric`` and ``names`` to the ``features`` sub-commands ``fs``."""
 
-    ds = "dataset folder (OpenKE, or DBP15K/OpenEA for alignment)"
     im = fs.add_parser("image", help="encode image files with a frozen image encoder -> features/image.npy")
-    im.add_argument("--dataset", required=True, help=ds)
+    add_dataset_arguments(im, alignment=True)
     im.add_argument("--images", required=True, metavar="DIR|MAPPING",
                     help="a folder of <entity>.<suffix> files and <entity>/ sub-folders, or a TSV entity<TAB>path")
     im.add_argument("--encoder", default=DEFAULT_IMAGE_ENCODER,
@@ -105,7 +123,7 @@ def register_raw(fs) -> None:
     im.set_defaults(func=cmd_image)
 
     at = fs.add_parser("attributes", help="0/1 bag of the most frequent literal properties -> features/attribute.npy")
-    at.add_argument("--dataset", required=True, help=ds)
+    add_dataset_arguments(at, alignment=True)
     at.add_argument("--literals", metavar="FILE",
                     help="entity<TAB>property<TAB>value table (default: DATASET/literals.tsv)")
     at.add_argument("--top", type=int, default=1000, help="the TOP properties with the most rows")
@@ -113,7 +131,7 @@ def register_raw(fs) -> None:
     at.set_defaults(func=cmd_attributes)
 
     nu = fs.add_parser("numeric", help="normalised numeric literals + presence -> features/numeric.npy")
-    nu.add_argument("--dataset", required=True, help=ds)
+    add_dataset_arguments(nu, alignment=True)
     nu.add_argument("--from", dest="source", metavar="FILE",
                     help="entity<TAB>property<TAB>value table (default: DATASET/literals.tsv); non-numbers skipped")
     nu.add_argument("--top", type=int, default=1000, help="the TOP properties with the most entities")
@@ -123,7 +141,7 @@ def register_raw(fs) -> None:
     nu.set_defaults(func=cmd_numeric)
 
     na = fs.add_parser("names", help="encode entity names (a names file, or the URIs) -> features/name.npy")
-    na.add_argument("--dataset", required=True, help=ds)
+    add_dataset_arguments(na, alignment=True)
     na.add_argument("--from", dest="source", metavar="FILE",
                     help="JSON list of [id, [tokens]] (e.g. translated_ent_name/dbp_zh_en.json) or a TSV "
                          "entity<TAB>name; default: names from the entity URIs")

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,40 +15,89 @@ from snagkg.data.datasets.alignment_pair import (
     unified_names,
 )
 from snagkg.data.datasets.openke import RESERVED_MODALITIES
+from snagkg.data.datasets.sources import SUFFIX_TEXT, is_triples_file, read_source, split_files
 from snagkg.data.lines import read_name_ids
 from snagkg.runtime.errors import SnagError
 
-__all__ = ["RESERVED_MODALITIES", "FeatureSummary", "check_modality_name", "dataset_folder", "output_path",
-           "read_entity_names"]
+__all__ = ["RESERVED_MODALITIES", "FeatureSummary", "FeatureTarget", "check_modality_name", "dataset_folder",
+           "output_path", "read_entity_names", "read_triples_graph"]
 _MODALITY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
-def dataset_folder(path, alignment: bool = False) -> Path:
-    """Check ``path`` is an OpenKE dataset folder (``alignment``: or a DBP15K / OpenEA one)."""
-    folder = Path(path)
-    if not folder.exists():
-        raise SnagError("dataset folder not found", folder)
-    if not folder.is_dir():
-        raise SnagError("dataset path is not a folder", folder)
-    if not (folder / "entity2id.txt").exists():
-        if alignment:
-            try:
-                detect_layout(folder)
-                return folder
-            except SnagError:
-                raise SnagError("neither an OpenKE dataset folder (entity2id.txt is missing) nor an "
-                                "entity-alignment folder (DBP15K or OpenEA layout)", folder) from None
-        raise SnagError("not an OpenKE dataset folder: entity2id.txt is missing", folder / "entity2id.txt")
-    return folder
+@dataclass(frozen=True)
+class FeatureTarget:
+    """A dataset the ``features`` commands write tables for, in any form ``snagkg train --dataset`` takes.
+
+    ``path``: an OpenKE folder, an entity-alignment folder (DBP15K / OpenEA), a labelled or RDF
+    triples file, or a folder of train/valid/test triples files (``kind`` says which, once
+    :func:`dataset_folder` has checked it). ``columns``: a labelled file's ``--columns``, as
+    given to ``train``. ``overwrite``: whether an existing table may be replaced.
+    """
+
+    path: Path
+    columns: Optional[str] = None
+    overwrite: bool = False
+    kind: str = ""
+
+    @property
+    def root(self) -> Path:
+        """The folder that holds ``features/`` (and a default ``literals.tsv``): the dataset folder, or
+        the folder of a triples file, where the dataset loader looks for them."""
+        return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def features_dir(self) -> Path:
+        """Where the loader reads this dataset's tables (``features/`` in :attr:`root`)."""
+        return self.root / "features"
 
 
-def read_entity_names(folder: Path) -> List[str]:
-    """Entity names indexed by feature-table row: ``entity2id.txt`` (ids must be 0..N-1),
-    or for an entity-alignment folder (DBP15K or OpenEA layout, no ``entity2id.txt``)
-    the URIs of both graphs in the unified id space its ``features/`` tables use."""
-    path = Path(folder) / "entity2id.txt"
-    if not path.exists():  # an entity-alignment folder (checked by dataset_folder(..., alignment=True))
-        return unified_names(load_alignment_dataset(str(folder), features=False))
+def dataset_folder(dataset, alignment: bool = False) -> FeatureTarget:
+    """Check ``dataset`` (a path or a :class:`FeatureTarget`) is a dataset ``train`` reads: an OpenKE
+    folder, a triples file or a folder of split files (``alignment``: or a DBP15K / OpenEA folder)."""
+    target = dataset if isinstance(dataset, FeatureTarget) else FeatureTarget(Path(dataset))
+    path = Path(target.path)
+    if not path.exists():
+        raise SnagError("dataset not found (an OpenKE folder, a triples file or a folder of train/valid/test "
+                        "files)", path)
+    if (path / "entity2id.txt").exists():
+        kind = "openke"
+    elif is_triples_file(path) or (path.is_dir() and split_files(path)):
+        kind = "triples"
+    elif not path.is_dir():
+        raise SnagError(f"dataset path is not a folder and not a triples file ({SUFFIX_TEXT})", path)
+    elif alignment:
+        try:
+            detect_layout(path)
+        except SnagError:
+            raise SnagError("neither an OpenKE dataset folder (entity2id.txt is missing), a folder of "
+                            "train/valid/test triples files, nor an entity-alignment folder (DBP15K or OpenEA "
+                            "layout)", path) from None
+        kind = "alignment"
+    else:
+        raise SnagError(f"not an OpenKE dataset folder (entity2id.txt is missing) and no train/valid/test "
+                        f"triples files ({SUFFIX_TEXT})", path / "entity2id.txt")
+    if target.columns is not None and kind != "triples":
+        raise SnagError("--columns applies to a labelled triples file (TSV/CSV), not to this dataset", path)
+    return replace(target, path=path, kind=kind)
+
+
+def read_triples_graph(target: FeatureTarget, split: Optional[str] = None, seed: int = 0):
+    """The graph of a ``triples`` target as ``train`` reads it (``split``/``seed``: ``--split`` and
+    ``--split-seed``), without its feature tables."""
+    return read_source(target.path, split=split, columns=target.columns, seed=seed, features=False)
+
+
+def read_entity_names(folder) -> List[str]:
+    """Entity names indexed by feature-table row: ``entity2id.txt`` (ids must be 0..N-1), the
+    entities of a triples file or folder in the order ``train`` numbers them, or for an
+    entity-alignment folder (DBP15K or OpenEA layout, no ``entity2id.txt``) the URIs of both
+    graphs in the unified id space its ``features/`` tables use."""
+    target = folder if isinstance(folder, FeatureTarget) and folder.kind else dataset_folder(folder, alignment=True)
+    if target.kind == "triples":
+        return list(read_triples_graph(target).entities)
+    path = target.path / "entity2id.txt"
+    if target.kind == "alignment":
+        return unified_names(load_alignment_dataset(str(target.path), features=False))
     names, ids = read_name_ids(path, with_count=True)
     out: List[str] = [""] * len(names)
     for name, ident in zip(names, ids.tolist()):
@@ -73,10 +122,18 @@ def check_modality_name(name: str) -> str:
     return name
 
 
-def output_path(folder: Path, modality: str, output: Optional[str]) -> Path:
-    """``--output`` or ``<dataset>/features/<modality>.npy``; the file stem is the modality name."""
+def output_path(target: FeatureTarget, modality: str, output: Optional[str]) -> Path:
+    """``--output`` or the dataset's ``features/<modality>.npy``; the file stem is the modality name. An
+    existing table is an error unless ``target.overwrite``."""
+    out = _output_path(target.features_dir, modality, output)
+    if out.exists() and not target.overwrite:
+        raise SnagError(f"{out.name} already exists; pass --overwrite to replace it", out)
+    return out
+
+
+def _output_path(features_dir: Path, modality: str, output: Optional[str]) -> Path:
     if output is None:
-        return Path(folder) / "features" / f"{modality}.npy"
+        return features_dir / f"{modality}.npy"
     out = Path(output)
     if out.suffix != ".npy":
         raise SnagError("--output must end in .npy (its stem is the modality name the loader uses)", out)

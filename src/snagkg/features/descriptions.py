@@ -93,7 +93,7 @@ def build_description_features(dataset, source: Optional[str] = None, prop: Opti
         where = Path(source)
         desc = read_descriptions(where, index)
     else:
-        where = literals_path(folder, literals)
+        where = literals_path(folder.root, literals)
         rows, unknown = read_literals(where, index, prop)
         desc = {}
         for r in rows:

@@ -70,7 +70,7 @@ def _top(counts: Counter, top: int) -> List[str]:
 def _read(dataset, source: Optional[str]):
     folder = dataset_folder(dataset, alignment=True)
     raw = read_entity_names(folder)
-    path = literals_path(folder, source)
+    path = literals_path(folder.root, source)
     rows, unknown = read_literals(path, NameIndex(raw))
     if not rows:
         raise SnagError("no row names an entity of the dataset"

@@ -104,7 +104,7 @@ def build_name_features(dataset, source: Optional[str] = None, encoder: str = DE
         origin = str(source)
     names = {i: n for i, n in names.items() if n}
     if not names:
-        raise SnagError("no entity has a name to encode", source or folder)
+        raise SnagError("no entity has a name to encode", source or folder.path)
     unique: Dict[str, int] = {}
     for n in names.values():
         unique.setdefault(n, len(unique))

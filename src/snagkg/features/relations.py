@@ -33,7 +33,7 @@ import numpy as np
 from snagkg.data.datasets.named import apply_valid_from_train
 from snagkg.data.datasets.openke import read_openke
 from snagkg.data.tables import FeatureTable, make_table, save_feature_table
-from snagkg.features.common import FeatureSummary, dataset_folder, output_path
+from snagkg.features.common import FeatureSummary, dataset_folder, output_path, read_triples_graph
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import write_text
 
@@ -108,8 +108,10 @@ def attribute_bag(pair, top: int, seed: int = 0) -> FeatureTable:
 
 def build_relation_features(dataset, top: int = 1000, output: Optional[str] = None,
                             log1p: bool = False, valid_from_train: float = 0.0,
-                            split_seed: int = 0) -> FeatureSummary:
-    """``snagkg features relations``: write ``relation.npy`` (+ missing list) for an OpenKE dataset.
+                            split_seed: int = 0, split: Optional[str] = None) -> FeatureSummary:
+    """``snagkg features relations``: write ``relation.npy`` (+ missing list) for a completion dataset
+    (an OpenKE folder, a triples file or a folder of split files; ``split``: a triples file's
+    ``--split``, drawn with ``split_seed`` as ``snagkg train`` does).
 
     ``valid_from_train`` > 0 counts over train without the triples that ``snagkg train
     --valid-from-train F --split-seed S`` holds out as its validation split (the same seeded
@@ -120,7 +122,13 @@ def build_relation_features(dataset, top: int = 1000, output: Optional[str] = No
         raise SnagError(f"--top must be at least 1, got {top}")
     folder = dataset_folder(dataset)
     out = output_path(folder, "relation", output)
-    kg = read_openke(folder, features=False)
+    if folder.kind == "openke":
+        if split is not None:
+            raise SnagError("--split applies to a triples file (TSV, CSV or RDF), not to an OpenKE folder",
+                            folder.path)
+        kg = read_openke(folder.path, features=False)
+    else:
+        kg = read_triples_graph(folder, split=split, seed=split_seed)
     if valid_from_train:
         apply_valid_from_train(kg, valid_from_train, seed=split_seed)
     values, missing, chosen = relation_counts(kg.feature_triples, kg.num_entities, kg.num_relations, top,

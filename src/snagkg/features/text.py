@@ -56,7 +56,8 @@ def encode_texts(model, texts: List[str], batch_size: int, progress: Optional[bo
 
 def build_text_features(dataset, output: Optional[str] = None, batch_size: int = 256, device: str = "auto",
                         encoder: str = DEFAULT_TEXT_ENCODER, progress: Optional[bool] = None) -> FeatureSummary:
-    """Write ``text.npy`` (+ ``text.missing.txt``) for the OpenKE dataset in ``dataset``.
+    """Write ``text.npy`` (+ ``text.missing.txt``) for the completion dataset ``dataset`` (a path in any form
+    ``snagkg train`` reads, or a :class:`~snagkg.features.common.FeatureTarget`).
 
     Entities without a readable name (bare Wikidata QIDs) get a NaN row and
     are listed as missing. ``progress=None`` shows a bar only on a terminal.
@@ -71,7 +72,7 @@ def build_text_features(dataset, output: Optional[str] = None, batch_size: int =
     if not have:
         raise SnagError("no entity has a readable name (e.g. bare Wikidata ids such as Q42 carry no words); "
                         "nothing to encode. Import name or description vectors with `snagkg features import`",
-                        folder / "entity2id.txt")
+                        folder.path / "entity2id.txt" if folder.kind == "openke" else folder.path)
     load = get_extractor(encoder)
     model = load(device_name(device))
     dim = int(model.dim)

@@ -68,8 +68,9 @@ def _read(path: Path, columns) -> tuple:
 
 
 def read_source(spec, split: Optional[str] = None, columns: Optional[str] = None, seed: int = 0,
-                feature_seed: int = 0) -> KnowledgeGraph:
-    """Read a labelled or RDF file or folder (see the module docstring) into a :class:`KnowledgeGraph`."""
+                feature_seed: int = 0, features: bool = True) -> KnowledgeGraph:
+    """Read a labelled or RDF file or folder (see the module docstring) into a :class:`KnowledgeGraph`
+    (``features``: with the tables of its ``features/`` folder)."""
     path = Path(spec)
     if columns is not None:
         parse_columns(columns)  # a bad spec is an error before any file is read
@@ -98,7 +99,8 @@ def read_source(spec, split: Optional[str] = None, columns: Optional[str] = None
                 triples[part], _, formats[part] = _read(f, columns)
         triples = {part: triples[part] for part in SPLITS}
         info = {"source": {"files": {p: f.name for p, f in files.items()}, **_merge(formats)}}
-        kg = build_graph(path.name, triples, path, features_dir=path / "features", feature_seed=feature_seed,
+        kg = build_graph(path.name, triples, path, features_dir=path / "features" if features else None,
+                         feature_seed=feature_seed,
                          literals=literals, info=info)
         kg.notes.extend(n for n in (header_note(files[p], formats[p]) for p in SPLITS) if n)
         return kg
@@ -109,7 +111,8 @@ def read_source(spec, split: Optional[str] = None, columns: Optional[str] = None
         raise SnagError(f"dataset path is not a folder and not a triples file ({SUFFIX_TEXT})", path)
     rows, literals, how = _read(path, columns)
     name = path.name.split(".")[0] or path.name
-    kg = build_graph(name, {"all": rows}, path, split=split, seed=seed, features_dir=path.parent / "features",
+    kg = build_graph(name, {"all": rows}, path, split=split, seed=seed,
+                     features_dir=path.parent / "features" if features else None,
                      feature_seed=feature_seed, literals=literals, info={"source": {"file": path.name, **how}})
     note = header_note(path, how)
     if note:
