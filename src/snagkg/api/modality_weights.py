@@ -23,6 +23,7 @@ import torch
 from snagkg.data.name_index import NameIndex
 from snagkg.runtime.errors import PathLike
 from snagkg.runtime.io import write_text
+from snagkg.runtime.text_table import format_table
 
 
 @dataclass
@@ -83,17 +84,15 @@ class WeightTable:
     def summary_text(self) -> str:
         """:meth:`summary` as an aligned table."""
         head = ["modality", "entities", "count", "mean", "q25", "median", "q75"]
-        cells = [head] + [[str(r["modality"]), str(r["entities"]), str(r["count"])]
-                          + ["-" if r[k] is None else f"{r[k]:.4f}" for k in head[3:]] for r in self.summary()]
-        width = [max(len(c[i]) for c in cells) for i in range(len(head))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in cells)
+        return format_table(head, [[str(r["modality"]), str(r["entities"]), str(r["count"])]
+                                   + ["-" if r[k] is None else f"{r[k]:.4f}" for k in head[3:]]
+                                   for r in self.summary()])
 
     def __str__(self) -> str:
         head = ["name", *self.modalities, *(f"missing_{m}" for m in self.missing)]
-        cells = [head] + [[self.names[i], *(f"{x:.4f}" for x in self.weights[i]),
-                           *("yes" if v[i] else "no" for v in self.missing.values())] for i in range(len(self.ids))]
-        width = [max(len(c[i]) for c in cells) for i in range(len(head))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in cells)
+        return format_table(head, [[self.names[i], *(f"{x:.4f}" for x in self.weights[i]),
+                                    *("yes" if v[i] else "no" for v in self.missing.values())]
+                                   for i in range(len(self.ids))])
 
 
 def modality_weights(task: Any, entities: Optional[Sequence[str]] = None) -> WeightTable:

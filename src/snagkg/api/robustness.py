@@ -41,6 +41,7 @@ from snagkg.api.run import load_run, model_digest
 from snagkg.data.tables import modality_seed
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import write_bytes, write_json, write_text
+from snagkg.runtime.text_table import format_table
 
 DEFAULT_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MODES = ("drop", "corrupt")
@@ -117,11 +118,10 @@ class RobustnessResult:
 
     def table(self) -> str:
         """A small text table: level, MRR, Hits@1, Hits@10 and the MRR lost."""
-        lines = [f"{'level':>6}  {'mrr':>8}  {'hits@1':>8}  {'hits@10':>8}  {'mrr lost':>9}"]
-        for level, m, lost in zip(self.levels, self.metrics, self.mrr_lost):
-            lines.append(f"{level:>6.2f}  {m['mrr']:>8.4f}  {m.get('hits@1', float('nan')):>8.4f}  "
-                         f"{m.get('hits@10', float('nan')):>8.4f}  {lost:>9.4f}")
-        return "\n".join(lines)
+        rows = [[f"{level:.2f}", f"{m['mrr']:.4f}", f"{m.get('hits@1', float('nan')):.4f}",
+                 f"{m.get('hits@10', float('nan')):.4f}", f"{lost:.4f}"]
+                for level, m, lost in zip(self.levels, self.metrics, self.mrr_lost)]
+        return format_table(["level", "mrr", "hits@1", "hits@10", "mrr lost"], rows, align=">>>>>")
 
     def csv(self) -> str:
         """One CSV row per level: level, the MRR lost, the missing shares, then every metric."""

@@ -33,6 +33,7 @@ from snagkg.config.flags import TRAIN_FLAGS
 from snagkg.config.yamlio import flatten as _flatten
 from snagkg.core.registry import TASKS
 from snagkg.runtime.errors import SnagError
+from snagkg.runtime.text_table import format_table
 from snagkg.runtime.version import __version__
 from snagkg.training.trainer import CHECKPOINT
 
@@ -167,9 +168,8 @@ def cmd_presets(a: argparse.Namespace) -> int:
     """``snagkg presets``: one line per preset: its name, its task and the first comment line of its file."""
 
     rows = [(name, *C.describe_preset(name)) for name in C.preset_names()]
-    width = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
-    for name, task, comment in rows:
-        print(f"{name:<{width[0]}}  {task:<{width[1]}}  {comment}".rstrip())
+    if rows:
+        print(format_table(rows[0], rows[1:]))
     return 0
 
 

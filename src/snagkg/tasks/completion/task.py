@@ -26,7 +26,7 @@ from snagkg.tasks.completion.evaluation import (
     rank_triples,
 )
 from snagkg.tasks.completion.model import CompletionModel
-from snagkg.tasks.completion.predict import predict, score_triples
+from snagkg.tasks.completion.predict import predict, predict_queries, score_triples
 from snagkg.tasks.completion.sampler import make_sampler
 from snagkg.training import distributed
 from snagkg.training.sparse import split_optimizer
@@ -159,10 +159,19 @@ class CompletionTask(GraphTask):
         return self.evaluate(split, candidates=self.cfg.train.eval_candidates)
 
     def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
-                top: int = 10, include_known: bool = False):
-        """Ranked tails of ``(head, relation, ?)`` or heads of ``(?, relation, tail)`` by name
-        (:func:`snagkg.tasks.completion.predict.predict`; the fused vectors are computed once and kept)."""
-        return predict(self, head=head, relation=relation, tail=tail, top=top, include_known=include_known)
+                top: int = 10, include_known: bool = False, targets=None):
+        """Ranked tails of ``(head, relation, ?)`` or heads of ``(?, relation, tail)`` by name, among
+        ``targets`` (names or ids) if given (:func:`snagkg.tasks.completion.predict.predict`; the fused
+        vectors are computed once and kept)."""
+        return predict(self, head=head, relation=relation, tail=tail, top=top, include_known=include_known,
+                       targets=targets)
+
+    def predict_queries(self, queries, path=None, lines=None, top: int = 10, include_known: bool = False,
+                        targets=None):
+        """Answers to many ``(head, relation, "?")`` / ``("?", relation, tail)`` queries
+        (:func:`snagkg.tasks.completion.predict.predict_queries`)."""
+        return predict_queries(self, queries, path=path, lines=lines, top=top, include_known=include_known,
+                               targets=targets)
 
     def score_triples(self, rows, path=None, lines=None):
         """Scores of ``(head, relation, tail)`` name triples (:func:`snagkg.tasks.completion.predict.score_triples`)."""
