@@ -164,8 +164,10 @@ def test_robustness_section_and_bad_robustness_file(completion_run, tmp_path):
     write_report(run, tmp_path / "r.html", weights=False)
     html = (tmp_path / "r.html").read_text()
     assert "Robustness: modality image, mode drop, split test" in html
-    assert tables(html)["robustness-1"] == [["level", "mrr", "hits@1", "hits@10"], ["0.0000", "0.3000", "0.2000", "0.5000"],
-                                            ["0.5000", "0.2500", "0.1500", "0.4500"], ["1.0000", "0.1250", "0.0500", "0.3000"]]
+    assert tables(html)["robustness-1"] == [["level", "mrr", "hits@1", "hits@10", "mrr lost"],
+                                            ["0.0000", "0.3000", "0.2000", "0.5000", "0.0000"],
+                                            ["0.5000", "0.2500", "0.1500", "0.4500", "0.0500"],
+                                            ["1.0000", "0.1250", "0.0500", "0.3000", "0.1750"]]
     assert html.count(IMG) == 2
 
     (run / "robustness.json").write_text('{"levels": [0, 0.5], "metrics": [{"mrr": 1}]}')  # lengths differ
@@ -283,3 +285,73 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert img.size == (1000, 1400)
     dark = sum(img.histogram()[:128])  # text, table borders and plot lines: not a blank page
     assert dark > 2000
+
+
+# -- issue 35: present/missing weight groups, outliers, "MRR lost", the best epoch, compile_seconds --------
+def _fake_run(folder, compile_seconds=0.0, robustness=None):
+    """A finished-looking run folder (no model): config.yaml, results.json, metrics.jsonl."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text("task: completion\ndataset: synthetic\n")
+    split = {"mrr": 0.25, "hits@1": 0.125, "hits@10": 0.5, "tail_mrr": 0.3, "head_mrr": 0.2,
+             "seconds": 1.5, "compile_seconds": compile_seconds}
+    (folder / "results.json").write_text(json.dumps({"valid": split, "test": {**split, "compile_seconds": 0.0},
+                                                     "best_epoch": 2, "epochs_run": 3}))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "loss": 1.0 / e, "valid": {"mrr": m}}) + "\n"
+        for e, m in ((1, 0.1), (2, 0.3), (3, 0.2))))
+    if robustness is not None:
+        (folder / "robustness.json").write_text(json.dumps(robustness))
+    return folder
+
+
+def test_compile_seconds_column_only_when_something_was_compiled(tmp_path):
+    write_report(_fake_run(tmp_path / "cpu"), tmp_path / "a.html", weights=False)
+    head = tables((tmp_path / "a.html").read_text())["metrics-1"][0]
+    assert "compile_seconds" not in head and "mrr" in head and "seconds" not in head
+    write_report(_fake_run(tmp_path / "gpu", compile_seconds=2.5), tmp_path / "b.html", weights=False)
+    t = tables((tmp_path / "b.html").read_text())["metrics-1"]
+    assert "compile_seconds" in t[0]
+    assert rows_by(t, 0)[("valid",)]["compile_seconds"] == "2.50"
+
+
+def test_best_epoch_is_marked_on_the_curves(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    marks = []
+    real = Axes.axvline
+    monkeypatch.setattr(Axes, "axvline", lambda self, x=0, *a, **k: marks.append(x) or real(self, x, *a, **k))
+    write_report(_fake_run(tmp_path / "run"), tmp_path / "r.html", weights=False)
+    assert marks == [2, 2]  # the loss plot and the validation plot
+    assert "the best epoch (2), whose model is kept" in (tmp_path / "r.html").read_text()
+
+
+def test_robustness_table_keeps_the_mrr_lost_column(tmp_path):
+    rob = {"levels": [0.0, 0.5], "metrics": [{"mrr": 0.4, "hits@1": 0.3}, {"mrr": 0.1, "hits@1": 0.05}],
+           "mrr_lost": [0.0, 0.3]}
+    write_report(_fake_run(tmp_path / "run", robustness=rob), tmp_path / "r.html", weights=False)
+    t = tables((tmp_path / "r.html").read_text())["robustness-1"]
+    assert t == [["level", "mrr", "hits@1", "mrr lost"], ["0.0000", "0.4000", "0.3000", "0.0000"],
+                 ["0.5000", "0.1000", "0.0500", "0.3000"]]
+
+
+def test_weight_plot_splits_present_and_missing_and_shows_outliers(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from snagkg.api.report import read_run, render
+
+    boxes = []
+    real = Axes.boxplot
+    monkeypatch.setattr(Axes, "boxplot", lambda self, x, *a, **k: boxes.append((x, k)) or real(self, x, *a, **k))
+    run = read_run(_fake_run(tmp_path / "run"))
+    run.weights = {"structure": [0.2, 0.3, 0.2, 0.9], "image": [0.7, 0.6, 0.1, 0.05], "text": [0.1, 0.1, 0.7, 0.05]}
+    run.missing = {"image": [False, False, True, True], "text": [False, False, False, False]}
+    html = render([run])
+    data, kwargs = boxes[0]
+    assert kwargs.get("showfliers") is True
+    assert [list(map(float, d)) for d in data] == [[0.2, 0.3, 0.2, 0.9], [0.7, 0.6], [0.1, 0.05],
+                                                  [0.1, 0.1, 0.7, 0.05]]
+    groups = rows_by(tables(html)["weight-groups-1"], 0, 1)
+    assert list(groups) == [("image", "present"), ("image", "missing")]
+    assert groups[("image", "present")]["mean"] == "0.6500" and groups[("image", "missing")]["count"] == "2"
+    overall = rows_by(tables(html)["weights-1"], 0)
+    assert overall[("image",)]["mean"] == "0.3625"  # the all-entities table is kept

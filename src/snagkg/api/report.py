@@ -13,8 +13,6 @@ Needs the ``report`` extra (``pip install 'snagkg[report]'``: jinja2 and matplot
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 import os
@@ -28,6 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from snagkg.api.report_plots import curves, robustness_plot, weight_groups, weight_stats, weights_plot
+from snagkg.api.report_plots import is_number as _number
 from snagkg.api.run import load_run, model_digest
 from snagkg.config.schema import RunConfig
 from snagkg.config.yamlio import read_yaml
@@ -55,6 +55,7 @@ class RunData:
     robustness: Optional[Dict[str, Any]] = None
     notes: List[str] = field(default_factory=list)
     weights: Optional[Dict[str, List[float]]] = None  # modality -> per-entity weights
+    missing: Optional[Dict[str, List[bool]]] = None  # feature modality -> per-entity "filled as missing"
 
     @property
     def selection(self) -> str:
@@ -94,10 +95,6 @@ def _read_json(path: Path, missing: str = "not found") -> Any:
         raise SnagError(f"not valid JSON: {getattr(exc, 'msg', exc)}", path, getattr(exc, "lineno", None)) from None
     except OSError as exc:
         raise SnagError(f"cannot read: {exc.strerror or exc}", path) from None
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _read_history(path: Path) -> List[Dict[str, Any]]:
@@ -148,11 +145,16 @@ def _read_robustness(path: Path, notes: List[str]) -> Optional[Dict[str, Any]]:
     if not keys:
         notes.append("robustness.json skipped: no metric (mrr, hits@k) present at every level")
         return None
+    lost = data.get("mrr_lost")  # as `snagkg robustness` prints it: the clean MRR minus the level's
+    if not (isinstance(lost, list) and len(lost) == len(levels) and all(_number(x) for x in lost)):
+        clean = metrics[levels.index(0)] if 0 in levels else data.get("clean")
+        lost = ([clean["mrr"] - m["mrr"] for m in metrics]
+                if "mrr" in keys and isinstance(clean, dict) and _number(clean.get("mrr")) else None)
     mods = data.get("modalities", data.get("modality"))
     mods = ", ".join(map(str, mods)) if isinstance(mods, list) else mods
     what = ", ".join(f"{k} {v}" for k, v in (("modality", mods), ("mode", data.get("mode")), ("split", data.get("split")))
                      if isinstance(v, (str, int, float)) and not isinstance(v, bool))
-    return {"levels": levels, "metrics": metrics, "keys": keys, "title": what or "robustness"}
+    return {"levels": levels, "metrics": metrics, "keys": keys, "title": what or "robustness", "lost": lost}
 
 
 def read_run(folder: PathLike) -> RunData:
@@ -189,6 +191,7 @@ def modality_weights(run: RunData, device: str = "cpu", chunk: int = 8192) -> No
             w = torch.cat([entities.modality_weights(torch.arange(s, min(s + chunk, n), device=device)).cpu()
                            for s in range(0, n, chunk)])
         run.weights = {m: w[:, j].tolist() for j, m in enumerate(entities.modalities)}
+        run.missing = {m: entities.missing(m).cpu().bool().tolist() for m in entities.modalities if m != "structure"}
     except Exception as exc:  # the report still shows everything else
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run.notes.append(f"modality weights not shown: the model could not be loaded ({msg})")
@@ -224,73 +227,6 @@ def _setting(value: Any) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _curves(Figure, runs: Sequence[RunData]) -> Optional[str]:
-    """Loss per epoch and the validation selection metric per evaluation, one line per run."""
-    runs = [r for r in runs if r.history]
-    if not runs:
-        return None
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
-    loss_ax, val_ax = fig.subplots(1, 2)
-    for r in runs:
-        label = r.name if len(runs) > 1 else None
-        pts = [(h["epoch"], h["loss"]) for h in r.history if _number(h.get("loss"))]
-        if pts:
-            loss_ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=label)
-        val = [(h["epoch"], h["valid"][r.selection]) for h in r.history
-               if isinstance(h.get("valid"), dict) and _number(h["valid"].get(r.selection))]
-        if val:
-            val_ax.plot(*zip(*val), marker="o", label=f"{r.name} ({r.selection})" if label else None)
-    loss_ax.set(title="training loss", xlabel="epoch", ylabel="loss")
-    from matplotlib.ticker import (  # deferred: optional extra [report]
-        MaxNLocator,  # deferred: optional extra [plot]/[report]
-    )
-    metrics = sorted({r.selection for r in runs})
-    val_ax.set(title=f"validation {' / '.join(metrics)}", xlabel="epoch", ylabel=" / ".join(metrics))
-    for ax in (loss_ax, val_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(runs) > 1:
-            ax.legend(fontsize="small")
-    return _png(fig)
-
-
-def _robustness_plot(Figure, rob: Dict[str, Any]) -> str:
-    fig = Figure(figsize=(5.5, 3.4), layout="constrained")
-    ax = fig.subplots()
-    for k in rob["keys"]:
-        ax.plot(rob["levels"], [m[k] for m in rob["metrics"]], marker="o", label=k)
-    ax.set(title=rob["title"], xlabel="level (share of entities)", ylabel="metric")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return _png(fig)
-
-
-def _weights_plot(Figure, weights: Dict[str, List[float]]) -> str:
-    fig = Figure(figsize=(max(4.0, 1.4 * len(weights) + 2), 3.4), layout="constrained")
-    ax = fig.subplots()
-    ax.boxplot(list(weights.values()), showfliers=False)
-    ax.set_xticks(range(1, len(weights) + 1), list(weights))
-    ax.set(title="per-entity modality weight", ylabel="weight (rows sum to 1)")
-    ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
-
-
-def _weight_stats(weights: Dict[str, List[float]]) -> List[Dict[str, str]]:
-
-    rows = []
-    for m, w in weights.items():
-        a = np.asarray(w, dtype=np.float64)
-        rows.append({"modality": m, **{k: f"{v:.4f}" for k, v in (
-            ("mean", a.mean()), ("median", np.median(a)), ("min", a.min()), ("max", a.max()))}})
-    return rows
-
-
 def _metric_table(results: Dict[str, Any]) -> Dict[str, Any]:
     """One row per split and direction (both, tail/head or lr/rl), one column per metric."""
     keys: List[str] = []
@@ -304,8 +240,27 @@ def _metric_table(results: Dict[str, Any]) -> Dict[str, Any]:
             direction, base = (prefix, base) if base and prefix in DIRECTIONS else ("", k)
             keys += [] if base in keys else [base]
             rows.setdefault((split, direction), {})[base] = v
+    # compilation time is noise when nothing was compiled (CPU runs): dropped when it is 0 throughout
+    keys = [k for k in keys if not (k.endswith("compile_seconds") and not any(m.get(k) for m in rows.values()))]
     return {"keys": keys, "rows": [(f"{s} {DIRECTIONS.get(d, '')}".strip(), [fmt(m.get(k), k) for k in keys])
                                    for (s, d), m in rows.items()]}
+
+
+def _robustness_rows(rob: Dict[str, Any]) -> List[tuple]:
+    """``(level, metric cells, MRR lost cell or None)`` per level of a robustness section."""
+    lost = rob.get("lost") or [None] * len(rob["levels"])
+    return [(fmt(lv), [fmt(m.get(k), k) for k in rob["keys"]], None if x is None else fmt(x))
+            for lv, m, x in zip(rob["levels"], rob["metrics"], lost)]
+
+
+def _weights_section(Figure, run: RunData) -> Dict[str, Any]:
+    """The modality-weight plot and tables: over all entities, and by present / missing."""
+    assert run.weights is not None
+    groups = weight_groups(run.weights, run.missing)
+    split = [g for g in groups if g[1] != "all"]
+    return {"image": weights_plot(Figure, groups),
+            "stats": weight_stats([(m, "all", np.asarray(w, dtype=np.float64)) for m, w in run.weights.items()]),
+            "groups": weight_stats(split), "entities": len(next(iter(run.weights.values())))}
 
 
 def _summary(runs: Sequence[RunData]) -> Dict[str, Any]:
@@ -349,12 +304,11 @@ def render(runs: Sequence[RunData]) -> str:
                       ("best_epoch", "epochs_run", "stopped_early", "train_seconds", "epoch_seconds", "parameters")
                       if k in r.results],
             "metrics": _metric_table(r.results),
-            "curves": _curves(Figure, [r]),
-            "robustness": r.robustness and {**r.robustness, "image": _robustness_plot(Figure, r.robustness),
-                                            "rows": [(fmt(lv), [fmt(m.get(k), k) for k in r.robustness["keys"]])
-                                                     for lv, m in zip(r.robustness["levels"], r.robustness["metrics"])]},
-            "weights": r.weights and {"image": _weights_plot(Figure, r.weights), "stats": _weight_stats(r.weights),
-                                      "entities": len(next(iter(r.weights.values())))},
+            "curves": curves(Figure, [r]),
+            "best_epoch": fmt(r.results.get("best_epoch")) if _number(r.results.get("best_epoch")) else None,
+            "robustness": r.robustness and {**r.robustness, "image": robustness_plot(Figure, r.robustness),
+                                            "rows": _robustness_rows(r.robustness)},
+            "weights": r.weights and _weights_section(Figure, r),
             "config": [(k, _setting(v)) for k, v in _flatten(r.config).items()],
             "notes": r.notes,
         })
@@ -362,7 +316,7 @@ def render(runs: Sequence[RunData]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(source).render(
         version=__version__, runs=sections, summary=_summary(runs),
-        overlay=_curves(Figure, runs) if len(runs) > 1 else None,
+        overlay=curves(Figure, runs) if len(runs) > 1 else None,
         diff=_config_diff(runs) if len(runs) > 1 else [])
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from snagkg.api.report import _deps, _png
+from snagkg.api.report import _deps
+from snagkg.api.report_plots import png as _png
 from snagkg.api.study import SPEC_FILE
 from snagkg.api.study_summary import StudySummary, summarize_study
 from snagkg.runtime.errors import PathLike, SnagError
