@@ -166,3 +166,17 @@ def legacy_run(kind: str, tmp_path: Path) -> Path:
     lines = [f"dataset: {data}" if line.startswith("dataset:") else line for line in cfg.read_text().splitlines()]
     cfg.write_text("\n".join(lines) + "\n")
     return run
+
+
+def small_completion_task(folder: Path, storage: str = "memory", updates: str = "dense", **extra):
+    """A completion task on the OpenKE ``folder`` (width 16, 6 negatives, batch fusion, noise 0.5, seed 3)
+    with its feature tables in ``storage`` and ``updates`` entity updates; ``extra``: more overrides."""
+    import snagkg
+    from snagkg.data.datasets import read_openke
+    from snagkg.tasks.completion.task import CompletionTask
+
+    o = {"dataset": str(folder), "encoder.hidden": 16, "train.negatives": 6, "encoder.dropout": 0.0,
+         "noise.ratio": 0.5, "completion.fusion_scope": "batch", "seed": 3,
+         "completion.feature_storage": storage, "completion.entity_updates": updates}
+    o.update(extra)
+    return CompletionTask(read_openke(folder, storage=storage), snagkg.resolve_config(overrides=o))

@@ -117,6 +117,18 @@ def memorised_task(memorised_run):
 
 
 @pytest.fixture
+def run(memorised_run) -> Path:
+    """The session's memorised completion run (a test module may define its own ``run``)."""
+    return memorised_run
+
+
+@pytest.fixture
+def task(memorised_task):
+    """The memorised run, loaded."""
+    return memorised_task
+
+
+@pytest.fixture
 def alignment_run(tmp_path) -> Path:
     """The small alignment run folder in tests/data/legacy_runs, its dataset path pointed at the vendored data."""
     from _helpers import legacy_run

@@ -11,24 +11,8 @@ import torch
 
 import snagkg
 from snagkg.api.export import load_export
-from snagkg.cli.main import main
+from _helpers import run_main as _cli
 from snagkg.runtime.errors import SnagError
-
-
-def _cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-@pytest.fixture
-def run(memorised_run):
-    return memorised_run
-
-
-@pytest.fixture
-def task(memorised_task):
-    return memorised_task
 
 
 @pytest.mark.slow

@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import snagkg
 from _helpers import run_main
-from snagkg.tasks.completion.task import CompletionTask
-from snagkg.data.datasets import read_openke
 from snagkg.runtime.errors import SnagError
 from snagkg.data.mapped import MappedFeatureTable, open_feature_table, streamed_statistics
 from snagkg.data.feature_dir import load_feature_dir
 from snagkg.data.tables import make_table
+from _helpers import small_completion_task as _task
 
 
-def _task(folder, storage="memory", updates="dense", **extra):
-    o = {"dataset": str(folder), "encoder.hidden": 16, "train.negatives": 6, "encoder.dropout": 0.0,
-         "noise.ratio": 0.5, "completion.fusion_scope": "batch", "seed": 3,
-         "completion.feature_storage": storage, "completion.entity_updates": updates}
-    o.update(extra)
-    cfg = snagkg.resolve_config(overrides=o)
-    return CompletionTask(read_openke(folder, storage=storage), cfg)
 
 
 # -- memory-mapped tables -------------------------------------------------------------------------

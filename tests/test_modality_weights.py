@@ -6,23 +6,7 @@ import pytest
 
 import snagkg
 from snagkg.api.modality_weights import modality_weights
-from snagkg.cli.main import main
-
-
-def _cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-@pytest.fixture
-def run(memorised_run):
-    return memorised_run
-
-
-@pytest.fixture
-def task(memorised_task):
-    return memorised_task
+from _helpers import run_main as _cli
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import run_main as _cli
 from snagkg.cli.main import main
 from snagkg.data.datasets.alignment_pair import load_alignment_dataset, unified_names
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
@@ -55,12 +56,6 @@ CASES = [
     pytest.param("paris", PARIS, id="shared-label-any-case"),
     pytest.param("lyon", LYON, id="identifier-and-label-in-other-case"),
 ]
-
-
-def _cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def write_graph(folder: Path) -> Path:

@@ -10,19 +10,9 @@ import pytest
 import torch
 
 import snagkg
-from snagkg.cli.main import main
+from _helpers import run_main as _cli
 from snagkg.runtime.errors import SnagError
 from snagkg.data.name_index import NameIndex
-
-
-@pytest.fixture
-def run(memorised_run):
-    return memorised_run
-
-
-@pytest.fixture
-def task(memorised_task):
-    return memorised_task
 
 
 def _known_tails(kg):
@@ -30,12 +20,6 @@ def _known_tails(kg):
     for h, r, t in kg.all_triples().tolist():
         out[(h, r)].add(t)
     return out
-
-
-def _cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.mark.slow

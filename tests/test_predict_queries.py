@@ -11,16 +11,10 @@ import json
 
 import pytest
 
-from snagkg.cli.main import main
+from _helpers import run_main as _cli
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.text_table import display_width, format_table
 from snagkg.tasks.completion.predict import Prediction, PredictionRow, Predictions
-
-
-def _cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def _column_starts(line: str, fields) -> list:

@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import snagkg
 from _helpers import run_main
-from snagkg.data.datasets import read_openke
-from snagkg.tasks.completion.task import CompletionTask
 from snagkg.training.sparse import SplitOptimizer, clip_gradients
+from _helpers import small_completion_task as _task
 
 
-def _task(folder, storage="memory", updates="dense", **extra):
-    o = {"dataset": str(folder), "encoder.hidden": 16, "train.negatives": 6, "encoder.dropout": 0.0,
-         "noise.ratio": 0.5, "completion.fusion_scope": "batch", "seed": 3,
-         "completion.feature_storage": storage, "completion.entity_updates": updates}
-    o.update(extra)
-    cfg = snagkg.resolve_config(overrides=o)
-    return CompletionTask(read_openke(folder, storage=storage), cfg)
 
 
 def test_sparse_updates_give_the_dense_gradient_and_first_step(tiny_dataset):

@@ -151,11 +151,12 @@ def test_cli_search_killed_after_the_second_trial_resumes_to_four(tmp_path, smal
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert len(_finished(out)) == 2
+    done = len(_finished(out))  # 2, or 3 where the third trial finished before the kill landed (a fast machine)
+    assert 2 <= done < 4
 
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    assert "resuming the search: 2 of 4 trials done" in p.stderr
+    assert f"resuming the search: {done} of 4 trials done" in p.stderr
     assert len(_finished(out)) == 4
     table = p.stdout.splitlines()
     assert table[0].startswith("| trial | state | valid mrr | train.lr | noise.ratio | train.negatives")
