@@ -20,8 +20,8 @@ SRC = Path(snagkg.__file__).resolve().parent
 
 #: a value each flag can take that differs from the default, when the flag needs one
 _STRINGS = {"dataset": "some/folder", "encoder.readout": "graph", "modalities": "structure", "device": "cpu",
-            "dataset_split": "0.6,0.2,0.2", "dataset_columns": "h,t,r"}
-_EXPECTED = {"modalities": ("structure",)}
+            "dataset_split": "0.6,0.2,0.2", "dataset_columns": "h,t,r", "alignment.gat_fanout": "15,10"}
+_EXPECTED = {"modalities": ("structure",), "alignment.gat_fanout": (15, 10)}
 #: other flags a flag needs to resolve (a config check would refuse it alone)
 _NEEDS = {"completion.residual_gate": ["--structure-residual"], "encoder.fusion": ["--modalities", "structure"]}
 

@@ -18,6 +18,11 @@ COMPLETION = ("completion",)
 ALIGNMENT = ("alignment",)
 
 
+def int_list(text: str) -> Tuple[int, ...]:
+    """``"15,10"`` -> ``(15, 10)`` (a ValueError, which argparse reports, for anything else)."""
+    return tuple(int(part) for part in text.split(","))
+
+
 @dataclass(frozen=True)
 class Flag:
     """One ``snagkg train`` flag and the config key it sets."""
@@ -114,6 +119,11 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("ties", "how ties are ranked in the metrics", choices=("realistic", "optimistic")),
     Flag("alignment.iterative", "turn iterative learning (adding mutual nearest neighbours as links) off", None,
          sets=False, flag="--no-iterative", tasks=ALIGNMENT),
+    Flag("alignment.batching", "what a training step runs the GAT over: auto (default; sampled from 20,000 "
+         "entities in both graphs together), whole (both whole graphs) or sampled (only the batch's entities and "
+         "their sampled neighbourhoods)", choices=("auto", "whole", "sampled"), tasks=ALIGNMENT),
+    Flag("alignment.gat_fanout", "with sampled batching: neighbours drawn per entity and hop, one value per GAT "
+         "layer (hop 1 first) or one for all, e.g. 15,10 (default 10)", int_list, tasks=ALIGNMENT),
     Flag("seed", "random seed", int),
     Flag("device", "auto (default), cpu, cuda or cuda:N"),
     Flag("encoder.fusion", "with --modalities structure: no encoder, the structure embedding is the entity vector "

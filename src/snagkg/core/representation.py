@@ -210,8 +210,8 @@ class MultiModalEntityRepresentation(nn.Module):
             self._structure_stats = (mean, var.sqrt())
         return self._structure_stats
 
-    def inputs(self, dtype: Optional[torch.dtype] = None,
-               indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def inputs(self, dtype: Optional[torch.dtype] = None, indices: Optional[torch.Tensor] = None,
+               sample: Any = None) -> Dict[str, torch.Tensor]:
         """Every modality's table for the encoder (only the rows ``indices`` when given), with GMNM
         applied in training mode.
 
@@ -222,14 +222,23 @@ class MultiModalEntityRepresentation(nn.Module):
         given, once per draw and reused. In eval mode every table is clean. With ``indices``
         (a row-wise structure source only) the structure rows are gathered first and only they
         are blended: the same rows as the whole table would give, at the cost of the batch.
+
+        ``sample``, for a structure source that mixes entities (the alignment GAT), is a sampled
+        neighbourhood of the distinct entities ``indices`` (its ``nodes``, ``indices`` first): only its
+        rows of the structure table are gathered and blended (with the table's statistics of the
+        current draw, as with ``sparse_rows``), and the structure source gives ``indices``' vectors
+        from them (:mod:`snagkg.tasks.alignment.sampling`).
         """
-        if indices is not None and self.structure is not None and not self.structure.row_wise:
+        if indices is not None and sample is None and self.structure is not None and not self.structure.row_wise:
             raise ValueError("this structure source mixes entities (a GAT): fuse the whole table")
         out = {}
         for m in self.modalities:
             x = self.table(m) if m not in self._mapped else None
             if m == "structure":
-                if indices is None:
+                if sample is not None:  # a sampled neighbourhood of indices: its rows, then the structure source
+                    stats = self._structure_statistics() if self.noise[m].active else (None, None)
+                    out[m] = self.structure(self.noise[m].gather(x, sample.nodes, *stats), sample)  # type: ignore[misc]
+                elif indices is None:
                     out[m] = self.structure(self.noise[m](x))  # type: ignore[misc]
                 elif self.sparse_rows:  # a sparse gradient: only these rows of the table are updated
                     rows = nn.functional.embedding(indices, x, sparse=True)

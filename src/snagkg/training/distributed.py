@@ -39,8 +39,9 @@ ENV_TIMEOUT = "SNAGKG_DIST_TIMEOUT"
 #: seconds a collective may wait for the other ranks (``SNAGKG_DIST_TIMEOUT`` overrides)
 DEFAULT_TIMEOUT = 300.0
 ONLY_COMPLETION = ("data-parallel training supports --task completion only: an alignment step runs the GAT "
-                   "over both whole graphs and its contrastive loss needs the whole batch of links, so ranks "
-                   "would only repeat the same work; train alignment as one process")
+                   "over both whole graphs (or the whole batch's sampled neighbourhoods) and its contrastive loss "
+                   "needs the whole batch of links, so ranks would only repeat the same work; train alignment as "
+                   "one process")
 BUCKET_BYTES = 25 * 1024 * 1024  # dense gradients are all-reduced in flat buckets of this size
 
 _state: Dict[str, Any] = {"device": None, "timeout": DEFAULT_TIMEOUT, "quiet": False}

@@ -2,11 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Tuple
 
 from snagkg.config.schema import ConfigValueError, Section, register_task
 
 #: candidate retrieval (:mod:`snagkg.tasks.alignment.retrieval`): auto, the exact torch path, Faiss flat, ivf or hnsw
 INDEXES = ("auto", "exact", "flat", "ivf", "hnsw")
+#: what a training step runs the GAT over: auto, both whole graphs, or the batch's sampled neighbourhoods
+BATCHINGS = ("auto", "whole", "sampled")
+
+
+def _fanout(value: Any) -> Any:
+    """``alignment.gat_fanout`` as a tuple of ints when it reads as one (an int, a list of ints, or
+    ``"10,10"`` from the command line); anything else as given, for :meth:`AlignmentConfig.check`."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if parts and all(p.lstrip("-").isdigit() for p in parts):
+            return tuple(int(p) for p in parts)
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,21 @@ class AlignmentConfig(Section):
     iterative_start: int = 0        # warm stage in epochs before proposals start (0: half of train.epochs)
     propose_every: int = 5          # propose mutual nearest neighbours every N epochs
     add_every: int = 50             # add the proposals that stayed mutual every N epochs
+    # what a training step runs the GAT over: "whole" (both whole graphs, every step), "sampled"
+    # (only the batch's entities and their sampled neighbourhoods, gat_fanout per hop) or "auto"
+    # (sampled from SAMPLED_FROM entities in both graphs together: tasks/alignment/model.py)
+    batching: str = "auto"
+    # with sampled batching: neighbours drawn per entity and hop, hop 1 (the batch's entities) first;
+    # one value per GAT layer, or one for every layer (YAML [10] or 10, [15, 10]; --gat-fanout 15,10)
+    gat_fanout: Tuple[int, ...] = (10,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gat_fanout", _fanout(self.gat_fanout))
+
+    def fanout(self) -> Tuple[int, ...]:
+        """``gat_fanout`` with one value per GAT layer (a single value repeated)."""
+        f = tuple(self.gat_fanout)
+        return f * self.gat_layers if len(f) == 1 else f[:self.gat_layers]
 
     def check(self) -> None:
         """Ratios in [0, 1), temperature, widths and periods positive, counts not negative."""
@@ -49,6 +82,17 @@ class AlignmentConfig(Section):
         if self.index not in INDEXES:
             raise ConfigValueError(f"alignment.index must be one of {', '.join(INDEXES)}, got {self.index!r}",
                                    "alignment.index")
+        if self.batching not in BATCHINGS:
+            raise ConfigValueError(f"alignment.batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}",
+                                   "alignment.batching")
+        f = self.gat_fanout
+        if not isinstance(f, tuple) or not f or not all(v >= 1 for v in f):
+            raise ConfigValueError(f"alignment.gat_fanout must be positive integers (one per GAT layer, or one for "
+                                   f"all), got {f!r}", "alignment.gat_fanout")
+        if len(f) != 1 and len(f) != self.gat_layers and self.gat_layers > 0:
+            raise ConfigValueError(f"alignment.gat_fanout has {len(f)} values for {self.gat_layers} GAT layers "
+                                   f"(alignment.gat_layers): give one per layer, or one for all",
+                                   "alignment.gat_fanout", "alignment.gat_layers")
         for name in ("gat_layers", "csls_k", "iterative_start", "index_cells", "index_probe"):
             if getattr(self, name) < 0:
                 raise ConfigValueError(f"alignment.{name} must not be negative, got {getattr(self, name)}",

@@ -13,6 +13,7 @@ ones), heads averaged, ELU between layers.
 from __future__ import annotations
 
 import warnings
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -147,12 +148,14 @@ class GAT(nn.Module):
         self.dropout = dropout
         self.layers = nn.ModuleList([GATLayer(dim, heads, diag) for _ in range(layers)])
 
-    def forward(self, x: torch.Tensor, edges: EdgeIndex) -> torch.Tensor:
-        """``x [N, d]`` through every layer (dropout before each, ELU between layers)."""
-        for i, layer in enumerate(self.layers):
+    def forward(self, x: torch.Tensor, edges: Union[EdgeIndex, Sequence[EdgeIndex]]) -> torch.Tensor:
+        """``x [N, d]`` through every layer (dropout before each, ELU between layers); ``edges``: one edge
+        list for every layer, or one per layer (a sampled neighbourhood, :mod:`.sampling`)."""
+        per_layer = [edges] * len(self.layers) if isinstance(edges, EdgeIndex) else list(edges)
+        for i, (layer, layer_edges) in enumerate(zip(self.layers, per_layer)):
             if self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
-            x = layer(x, edges, self.dropout)
+            x = layer(x, layer_edges, self.dropout)
             if i + 1 < len(self.layers):
                 x = F.elu(x)
         return x
@@ -179,9 +182,15 @@ class GATStructure(EmbeddingStructure):
         self.edges = edges
         self.gat = GAT(self.dim, layers, heads, dropout) if layers > 0 else None
 
-    def forward(self, table: torch.Tensor) -> torch.Tensor:
-        """``GAT(table)`` over the fixed edge list (the table itself without GAT layers)."""
-        return table if self.gat is None else self.gat(table, self.edges)
+    def forward(self, table: torch.Tensor, sample: Any = None) -> torch.Tensor:
+        """``GAT(table)`` over the fixed edge list (the table itself without GAT layers); with ``sample``
+        (a :class:`~snagkg.tasks.alignment.sampling.SampledBlock`), ``table`` holds the rows of
+        ``sample.nodes`` and the GAT runs over its sampled layers: the vectors of its seeds."""
+        if sample is None:
+            return table if self.gat is None else self.gat(table, self.edges)
+        if self.gat is not None:
+            table = self.gat(table, sample.layers)
+        return table[:sample.num_seeds]
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)

@@ -33,8 +33,13 @@ from snagkg.tasks.alignment.metrics import (
     rank_alignment,
 )
 from snagkg.tasks.alignment.retrieval import resolve_index
+from snagkg.tasks.alignment.sampling import NeighbourSampler
 
 DYNAMIC_BUFFERS = ("added_links", "pending_links")
+#: ``alignment.batching: auto`` samples GAT neighbourhoods from this many entities (both graphs together):
+#: on synthetic pairs (dbp15k-cpu, 1 thread) an epoch cost the same either way at 2k and 5k a side, and
+#: sampled was 1.16x faster at 10k, 1.45x at 15k, 1.55x at 50k (BENCHMARKS.md, "Alignment at scale")
+SAMPLED_FROM = 20_000
 #: parameter names of checkpoints written before the shared representation existed
 LEGACY_KEYS = (("entity", "entities.structure.weight"), ("gat.", "entities.structure.gat."),
                ("encoder.", "entities.encoder."), ("uncertainty.", "loss.uncertainty."))
@@ -91,6 +96,12 @@ class CSLSInteraction(Interaction):
         return mutual_nearest(x, y, **self.retrieval(index))
 
 
+def resolve_batching(choice: str, num_entities: int) -> bool:
+    """Whether training steps run the GAT over sampled neighbourhoods (``alignment.batching``: ``sampled``,
+    or ``auto`` from :data:`SAMPLED_FROM` entities) rather than over both whole graphs."""
+    return choice == "sampled" or (choice == "auto" and num_entities >= SAMPLED_FROM)
+
+
 class AlignmentModel(nn.Module):
     """Entity representation (``entities``), ``interaction`` (CSLS), ``loss`` (ICL)."""
 
@@ -105,6 +116,9 @@ class AlignmentModel(nn.Module):
             structure = GATStructure(torch.randn(num_entities, dim) / math.sqrt(dim), edges, al.gat_layers,
                                      al.gat_heads, al.gat_dropout)
         self.entities = MultiModalEntityRepresentation(structure, tables, modalities, encoder, noise, precision)
+        #: whether a training step fuses only its links' entities, the GAT over their sampled neighbourhoods
+        self.sampled = resolve_batching(al.batching, num_entities)
+        self.sampler = NeighbourSampler(edges, al.fanout()) if self.sampled and structure is not None else None
         self.interaction = CSLSInteraction(al.csls_k, al.index, al.index_cells, al.index_probe)
         self.loss = LOSSES.get("icl")(len(self.entities.modalities), al.temperature)
         self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))
@@ -148,9 +162,18 @@ class AlignmentModel(nn.Module):
         """Per-entity modality confidence ``[n, M]`` (clean inputs), columns in ``self.modalities`` order."""
         return self.entities.modality_weights(index)
 
-    def link_loss(self, links: torch.Tensor) -> torch.Tensor:
-        """The training objective on a batch of links ``[B, 2]``."""
-        fused = self.fuse(torch.cat([links[:, 0], links[:, 1]]))
+    def fuse_sampled(self, index: torch.Tensor, generator: Optional[torch.Generator] = None) -> Fused:
+        """:meth:`fuse` of ``index`` from the distinct entities of ``index`` alone, the GAT over their
+        neighbourhoods sampled with ``generator`` (:mod:`snagkg.tasks.alignment.sampling`)."""
+        seeds, inverse = torch.unique(index, return_inverse=True)
+        sample = None if self.sampler is None else self.sampler.sample(seeds, generator).to(seeds.device)
+        return self.entities.encode(self.entities.inputs(indices=seeds, sample=sample), inverse)
+
+    def link_loss(self, links: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The training objective on a batch of links ``[B, 2]`` (with sampled batching, neighbourhoods drawn
+        from ``generator``)."""
+        index = torch.cat([links[:, 0], links[:, 1]])
+        fused = self.fuse_sampled(index, generator) if self.sampled else self.fuse(index)
         with self.entities.autocast():
             return self.loss(fused, links.shape[0]).float()
 

@@ -119,8 +119,8 @@ class AlignmentTask(GraphTask):
         return list(links[perm].split(self.cfg.train.batch_size))
 
     def step(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The loss of one batch of links ``[B, 2]``."""
-        return self.model.link_loss(batch.to(self.device))
+        """The loss of one batch of links ``[B, 2]`` (sampled GAT neighbourhoods drawn from ``generator``)."""
+        return self.model.link_loss(batch.to(self.device), generator)
 
     # -- iterative learning ------------------------------------------------------
     def iterative_start(self) -> int:
