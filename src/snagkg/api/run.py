@@ -15,12 +15,13 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 
 import snagkg.tasks  # noqa: F401  (the task registry: every task registers itself)
 from snagkg.api.results import Results
+from snagkg.config import auto
 from snagkg.config import schema as config_mod
 from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
@@ -111,6 +112,24 @@ def build_task(cfg: RunConfig, device: Optional[str] = None) -> Task:
     if device:
         cfg = replace(cfg, device=device)
     return task_class(cfg.task).build(cfg)
+
+
+def graph_defaults(cfg: RunConfig, task: Task) -> Tuple[RunConfig, Task, Optional[Dict[str, Any]]]:
+    """``cfg`` and ``task`` with the defaults of :mod:`snagkg.config.auto` for ``task``'s graph, and what
+    was chosen (``{"stats", "values", "line"}``; ``None`` when no rule applies: a preset or config
+    file, a saved run's config, a task without one). ``task`` is rebuilt on the data already read
+    when a value changes."""
+    if cfg.explicit is None:
+        return cfg, task, None
+    stats = task.graph_stats()
+    if stats is None:
+        return replace(cfg, explicit=None), task, None
+    new, chosen = auto.apply_graph_defaults(cfg, stats)
+    if config_mod.dump(new) != config_mod.dump(cfg):
+        task = task.rebuild(new)
+    return new, task, {"stats": auto.stats_dict(stats), "values": {k: list(v) if isinstance(v, tuple) else v
+                                                                     for k, v in chosen.items()},
+                       "line": auto.describe(stats, chosen) if chosen else None}
 
 
 def standard_callbacks(task: Task, cfg: RunConfig, scheduler: Any = None) -> List[TrainingCallback]:
@@ -211,6 +230,7 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         distributed.check_task(task_class(cfg.task).data_parallel)
     cfg = _absolute_dataset(cfg)
     task = build_task(cfg, device=device)  # every input error is raised here, before anything is written
+    cfg, task, defaults = graph_defaults(cfg, task)  # no preset: the starting values follow the graph
 
     created = main and not folder.exists()
     lock = RunLock(folder)
@@ -231,6 +251,8 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
         distributed.broadcast_parameters(task.model)
         for note in task.notes():
             echo(note)
+        if defaults and defaults["line"]:
+            echo(defaults["line"])
         slow = precisions.precision_warning(cfg.precision, task.device)
         if slow:
             echo(slow)
@@ -250,7 +272,8 @@ def _train(cfg: RunConfig, output: PathLike, resume: bool, overwrite: bool, prog
             valid=valid, test=test, best_epoch=state.best_epoch, epochs_run=state.epoch,
             train_seconds=round(train_seconds, 3), epoch_seconds=round(trainer.median_epoch_seconds(), 4),
             parameters=task.model.parameter_count(), dataset=task.dataset_info(), config=cfg.to_dict(),
-            stopped_early=state.stopped_early, extra={"device": str(task.device), "torch": torch.__version__},
+            stopped_early=state.stopped_early, extra={"device": str(task.device), "torch": torch.__version__,
+                                                      **({"graph_defaults": defaults} if defaults else {})},
         )
         distributed.on_main(lambda: results.save(folder / "results.json"))
         for tr in trackers:

@@ -118,6 +118,8 @@ def _resume_config(a: argparse.Namespace, preset: Optional[str], overrides: Dict
         old, new = _flatten(saved.to_dict()), _flatten(wanted.to_dict())
         _, lines = C._read_yaml(path)
         for key in old:
+            if wanted.explicit is not None and key not in wanted.explicit:
+                continue  # no preset: the saved run's other values came from its graph (config.auto)
             if key in free or key == "preset" or old[key] == new.get(key):
                 continue
             raise SnagError(

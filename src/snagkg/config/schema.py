@@ -20,7 +20,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import yaml
 
@@ -125,6 +125,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     #: each registered task's section by task name (default: every registered task's defaults)
     tasks: Dict[str, Any] = field(default_factory=_task_sections, hash=False)
+    #: set by :func:`resolve` without a preset or config file: the dotted keys its caller set; training
+    #: then fills the keys of :func:`snagkg.config.auto.graph_defaults` from the graph (``None``: the
+    #: config is complete as it is). Not saved: ``config.yaml`` holds the values it led to.
+    explicit: Optional[FrozenSet[str]] = field(default=None, compare=False, repr=False)
 
     def __getattr__(self, name: str) -> Any:
         """A task's section as an attribute: ``cfg.completion``."""
@@ -167,6 +171,7 @@ class RunConfig:
         """Plain nested dict (lists, no tuples): what ``config.yaml`` and ``results.json`` hold; each
         task's section is a top-level mapping after ``train``."""
         d = dataclasses.asdict(self)
+        d.pop("explicit")
         d.update(d.pop("tasks"))
         if d["modalities"] is not None:
             d["modalities"] = list(d["modalities"])
@@ -242,7 +247,7 @@ def _checked(cfg: RunConfig, layers: List[Layer], fallback: Any) -> RunConfig:
 def apply_mapping(cfg: RunConfig, data: Dict[str, Any], source: str, lines: Optional[KeyLines] = None) -> RunConfig:
     """Return ``cfg`` updated with a nested mapping (from YAML or a preset)."""
     lines = lines or {}
-    top = {f.name for f in fields(RunConfig) if f.name != "tasks"} | set(TASKS)
+    top = {f.name for f in fields(RunConfig) if f.name not in ("tasks", "explicit")} | set(TASKS)
     updates: Dict[str, Any] = {}
     for key, value in data.items():
         where_line = lines.get((key,))
@@ -310,6 +315,10 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
             before_check: Optional[Callable[[RunConfig], None]] = None) -> RunConfig:
     """Build the run config: defaults < preset < YAML file < overrides.
 
+    Without a preset, a config file or ``base`` the config records the keys ``overrides`` set
+    (``RunConfig.explicit``), and :func:`snagkg.api.run.train` fills the keys that
+    :mod:`snagkg.config.auto` names, but those, from the graph it reads.
+
     ``overrides`` uses dotted keys for sections: ``{"train.epochs": 5, "seed": 1}``.
     An out-of-range value is reported at the file and line (or the command
     line) that set it. ``before_check(cfg)``, if given, sees the merged config
@@ -352,6 +361,8 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
                 nested[key] = value
         cfg = apply_mapping(cfg, nested, COMMAND_LINE)
         layers.insert(0, (COMMAND_LINE, nested, {}))
+    if not preset and not config_file and base is None:  # training fills the rest from the graph
+        cfg = replace(cfg, explicit=frozenset(k for k, v in (overrides or {}).items() if v is not None))
     if before_check is not None:
         before_check(cfg)
     return _checked(cfg, layers, config_file or COMMAND_LINE)

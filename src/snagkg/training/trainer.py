@@ -69,6 +69,15 @@ class Task(ABC):
     def build(cls, cfg: Any) -> "Task":
         """Read ``cfg.dataset`` and build the task (every input error is raised here)."""
 
+    def graph_stats(self) -> Any:
+        """The :class:`snagkg.config.auto.GraphStats` the defaults of an unseen graph are chosen from,
+        or ``None`` (the default): no rule, the config stays as resolved."""
+        return None
+
+    def rebuild(self, cfg: Any) -> "Task":
+        """The task for ``cfg`` on the data already read (default: :meth:`build` reads it again)."""
+        return type(self).build(cfg)
+
     # -- training --------------------------------------------------------------
     @abstractmethod
     def make_optimizer(self) -> "tuple[torch.optim.Optimizer, Any]":

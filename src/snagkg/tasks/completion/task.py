@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from snagkg.config.auto import GraphStats
 from snagkg.config.schema import RunConfig
 from snagkg.core.registry import TASKS
 from snagkg.data.datasets import load_completion_dataset
@@ -20,6 +21,7 @@ from snagkg.features.relations import split_note
 from snagkg.runtime.devices import select_device
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.hardware import fused_optimizer
+from snagkg.runtime.precision import has_native_bf16
 from snagkg.tasks.completion.evaluation import (
     FilterIndex,
     evaluate_ranking,
@@ -56,7 +58,8 @@ class CompletionTask(GraphTask):
     sampled_candidates = True
     data_parallel = True
 
-    def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None):
+    def __init__(self, kg: KnowledgeGraph, cfg: RunConfig, device: Optional[torch.device] = None,
+                 filters: Optional[FilterIndex] = None):
         self.kg, self.cfg = kg, cfg
         self.graph = kg
         self.device = device or select_device(cfg.device)
@@ -72,7 +75,7 @@ class CompletionTask(GraphTask):
         comp = cfg.completion  # negatives per positive (per_triple) or per chunk of positives (shared)
         self.sampler = make_sampler(self.train_triples, kg.num_entities, kg.num_relations, cfg.train.negatives,
                                     comp.filter_negatives, comp.negatives_scheme, comp.shared_chunk)
-        self.filters = FilterIndex(torch.from_numpy(kg.all_triples()), kg.num_entities, kg.num_relations)
+        self.filters = filters or FilterIndex(torch.from_numpy(kg.all_triples()), kg.num_entities, kg.num_relations)
         #: the fused vectors and known triples kept by :mod:`snagkg.tasks.completion.predict` (None: not yet)
         self.prediction_state: Any = None
 
@@ -83,6 +86,20 @@ class CompletionTask(GraphTask):
                                      valid_from_train=cfg.valid_from_train or 0.0, split_seed=cfg.split_seed,
                                      feature_storage=cfg.completion.feature_storage)
         return cls(kg, cfg)
+
+    def graph_stats(self) -> GraphStats:
+        """Entities, relations, train triples, the run's modalities and the device (the rule of
+        :mod:`snagkg.config.auto`)."""
+        kg = self.kg
+        return GraphStats(entities=kg.num_entities, relations=kg.num_relations, train_triples=len(kg.train),
+                          modalities=tuple(self.modalities), device=self.device.type,
+                          native_bf16=has_native_bf16(self.device) is True)
+
+    def rebuild(self, cfg: RunConfig) -> "CompletionTask":
+        """The task for ``cfg`` on the graph already read (same dataset options; a new model, built
+        after this task's is released: this task is not used afterwards)."""
+        self.model = None  # type: ignore[assignment]  (its memory goes before the new model's is taken)
+        return type(self)(self.kg, cfg, device=self.device, filters=self.filters)
 
     # -- training ----------------------------------------------------------
     def make_optimizer(self):
