@@ -263,6 +263,7 @@ def test_summary_of_a_study_folder_by_hand(fake_study, capsys):
     ((pattern, modality, ratio),) = s.lost_ratio
     assert (pattern, modality) == ("uniform", "image")
     assert ratio.mean == pytest.approx(np.mean([0.15 / 0.3, 0.075 / 0.2]))
+    assert s.ratio_of == ("a", "b") and "MRR lost by a as a share of that lost by b" in s.markdown()
     assert main(["study", str(fake_study), "--summary", "--samples", "200"]) == 0
     printed = capsys.readouterr().out
     assert "| a - b | +12.50 |" in printed and (fake_study / "summary.csv").read_text().startswith("kind,name")

@@ -48,7 +48,8 @@ is the smallest and largest per-seed difference. A difference whose interval inc
 {% endfor %}</table>{% endif %}
 {% if intensity %}<h2>Noise intensity</h2><img alt="MRR against {{ intensity_key }}" src="{{ intensity }}">{% endif %}
 {% if sweeps %}<h2>Robustness</h2>{% for title, img in sweeps %}<h3>{{ title }}</h3><img alt="{{ title }}" src="{{ img }}">{% endfor %}
-{% for r in ratios %}<p>Lost-MRR ratio ({{ r[0] }}, {{ r[1] }}): {{ "%.2f"|format(r[2].mean) }} (seeds {{ "%.2f"|format(r[2].low) }} to {{ "%.2f"|format(r[2].high) }})</p>{% endfor %}{% endif %}
+{% if ratios %}<p>MRR lost by {{ ratio_of[0] }} as a share of that lost by {{ ratio_of[1] }} (mean over the levels above 0; 1: no difference):</p><ul>
+{% for r in ratios %}<li>{{ r[0] }}, {{ r[1] }}: {{ "%.3f"|format(r[2].mean) }} (seeds {{ "%.3f"|format(r[2].low) }} to {{ "%.3f"|format(r[2].high) }})</li>{% endfor %}</ul>{% endif %}{% endif %}
 <p><small>snagkg {{ version }}</small></p>
 </body></html>
 """
@@ -106,6 +107,6 @@ def write_study_report(folder: PathLike, output: PathLike, samples: int = 2000) 
         name=folder.name, runs=sum(len(v.seeds) for v in summary.variants), unfinished=summary.unfinished,
         variants=summary.variants, differences=summary.differences,
         intensity=_intensity_plot(Figure, summary), intensity_key=summary.intensity[0] if summary.intensity else "",
-        sweeps=_sweep_plots(Figure, summary), ratios=summary.lost_ratio, version=__version__)
+        sweeps=_sweep_plots(Figure, summary), ratios=summary.lost_ratio, ratio_of=summary.ratio_of, version=__version__)
     write_text(out, html)
     return out

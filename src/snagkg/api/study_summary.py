@@ -51,6 +51,7 @@ class StudySummary:
     intensity: Optional[Tuple[str, List[Tuple[float, str, Spread]]]]
     sweeps: List[SweepSummary]
     lost_ratio: List[Tuple[str, str, Spread]]   # (pattern, modality, ratio variant 1 / variant 2 over seeds)
+    ratio_of: Optional[Tuple[str, str]] = None  # the two variants of lost_ratio (the sweep's first two)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"folder": self.folder, "variants": [asdict(v) for v in self.variants],
@@ -59,7 +60,8 @@ class StudySummary:
                 {"key": self.intensity[0], "points": [{"x": x, "variant": v, "mrr": asdict(s)}
                                                       for x, v, s in self.intensity[1]]},
                 "robustness": [asdict(s) for s in self.sweeps],
-                "lost_ratio": [{"pattern": p, "modality": m, **asdict(s)} for p, m, s in self.lost_ratio]}
+                "lost_ratio": [{"pattern": p, "modality": m, **asdict(s)} for p, m, s in self.lost_ratio],
+                "ratio_of": None if self.ratio_of is None else list(self.ratio_of)}
 
     def markdown(self) -> str:
         out = ["| variant | seeds | " + " | ".join(f"{label} mean ± sd" for _, label in METRICS) + " | best at cap |",
@@ -82,12 +84,14 @@ class StudySummary:
         if self.sweeps:
             levels = self.sweeps[0].levels
             out += ["", "| variant | pattern | modality | " + " | ".join(f"{lv:g}" for lv in levels)
-                    + " | MRR lost |", "|---|---|---|" + "---|" * (len(levels) + 1)]
+                    + " | mean MRR lost (levels > 0) |", "|---|---|---|" + "---|" * (len(levels) + 1)]
             for s in self.sweeps:
                 out.append(f"| {s.variant} | {s.pattern} | {s.modality} | "
                            + " | ".join(f"{100 * m.mean:.2f}" for m in s.mrr) + f" | {100 * s.lost.mean:.2f} |")
-        for p, m, r in self.lost_ratio:
-            out.append(f"\nlost-MRR ratio {p} {m}: {r.mean:.2f} (seeds {r.low:.2f} to {r.high:.2f})")
+        if self.lost_ratio and self.ratio_of:
+            a, b = self.ratio_of
+            out += ["", f"MRR lost by {a} as a share of that lost by {b} (mean over levels > 0; 1: no difference):"]
+            out += [f"- {p}, {m}: {r.mean:.3f} (seeds {r.low:.3f} to {r.high:.3f})" for p, m, r in self.lost_ratio]
         if self.unfinished:
             out += ["", f"unfinished runs ({len(self.unfinished)}): {', '.join(self.unfinished)}"]
         return "\n".join(out) + "\n"
@@ -188,7 +192,8 @@ def summarize_study(folder: PathLike, samples: int = 2000) -> StudySummary:
                 points.append((float(x), name, by_name[name].metrics["mrr"]))
         intensity = (key, sorted(points))
     sweeps, ratios = _sweeps(spec, folder)
-    return StudySummary(str(folder), variants, diffs, unfinished, intensity, sweeps, ratios)
+    ratio_of = tuple(spec.robustness.variants[:2]) if ratios else None
+    return StudySummary(str(folder), variants, diffs, unfinished, intensity, sweeps, ratios, ratio_of)
 
 
 def write_summary(summary: StudySummary, folder: PathLike) -> List[Path]:
