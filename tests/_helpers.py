@@ -180,3 +180,29 @@ def small_completion_task(folder: Path, storage: str = "memory", updates: str = 
          "completion.feature_storage": storage, "completion.entity_updates": updates}
     o.update(extra)
     return CompletionTask(read_openke(folder, storage=storage), snagkg.resolve_config(overrides=o))
+
+
+def interrupted_then_resumed(cfg, folder: Path, monkeypatch, owner: type, name: str, stop):
+    """Train ``cfg`` into ``folder`` with ``owner.name`` raising KeyboardInterrupt on the call for
+    which ``stop(*args)`` is true, then resume it: ``(the checkpoint left by the kill, the resumed
+    run's results)``."""
+    import snagkg  # deferred: the helpers module is imported by tests that never train
+    import torch  # deferred: as above
+    original = getattr(owner, name)
+
+    def killing(self, *args, **kwargs):
+        if stop(*args):
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, killing)
+    try:
+        snagkg.train(cfg, folder, progress=False, echo=lambda s: None)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError(f"{owner.__name__}.{name} never stopped the run")
+    finally:
+        monkeypatch.undo()
+    part = torch.load(folder / "checkpoint.pt", weights_only=True)
+    return part, snagkg.train(cfg, folder, resume=True, progress=False, echo=lambda s: None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from _helpers import assert_one_error, run_main
+from _helpers import assert_one_error, interrupted_then_resumed, run_main
 
 import snagkg
 from snagkg.config import schema as C
@@ -142,22 +142,14 @@ def test_a_killed_and_resumed_sampled_run_ends_as_an_uninterrupted_one(pair_dir,
     cfg = cfg_of(pair_dir, **{"alignment.batching": "sampled", "alignment.gat_fanout": [3, 2],
                               "train.epochs": 4, "train.checkpoint_every": 1, "train.eval_every": 2})
     full = snagkg.train(cfg, tmp_path / "a", progress=False, echo=lambda s: None)
-    original = NeighbourSampler.sample
     calls = []
 
-    def kill_in_epoch_3(self, seeds, generator=None):
+    def in_epoch_3(*args):  # the step of epoch 3 (42 training links, batch 64: one step an epoch)
         calls.append(1)
-        if len(calls) == 3:  # the step of epoch 3 (42 training links, batch 64: one step an epoch)
-            raise KeyboardInterrupt
-        return original(self, seeds, generator)
+        return len(calls) == 3
 
-    monkeypatch.setattr(NeighbourSampler, "sample", kill_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        snagkg.train(cfg, tmp_path / "b", progress=False, echo=lambda s: None)
-    monkeypatch.undo()
-    part = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    part, resumed = interrupted_then_resumed(cfg, tmp_path / "b", monkeypatch, NeighbourSampler, "sample", in_epoch_3)
     assert part["state"]["epoch"] == 2
-    resumed = snagkg.train(cfg, tmp_path / "b", resume=True, progress=False, echo=lambda s: None)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys()

@@ -13,6 +13,7 @@ from snagkg.tasks.alignment.task import AlignmentTask, IterativeLearning
 from snagkg.cli.main import main
 from snagkg.data.datasets.alignment_pair import load_alignment_dataset
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
+from _helpers import interrupted_then_resumed
 
 FAST = {
     "task": "alignment", "encoder.hidden": 48, "alignment.structure_dim": 48, "alignment.char_vocab": 300,
@@ -114,21 +115,10 @@ def test_resume_replays_iterative_state(tmp_path, pair_dir, monkeypatch):
                                 "alignment.propose_every": 1, "alignment.add_every": 2,
                                 "train.checkpoint_every": 1, "train.epochs": 6})
     full = snagkg.train(cfg, tmp_path / "a", progress=False, echo=lambda s: None)
-    original = IterativeLearning.on_epoch_start
-
-    def interrupt(self, trainer, epoch, generator):
-        if epoch == 5:
-            raise KeyboardInterrupt
-        return original(self, trainer, epoch, generator)
-
-    monkeypatch.setattr(IterativeLearning, "on_epoch_start", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        snagkg.train(cfg, tmp_path / "b", progress=False, echo=lambda s: None)
-    monkeypatch.undo()
-    part = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    part, resumed = interrupted_then_resumed(cfg, tmp_path / "b", monkeypatch, IterativeLearning, "on_epoch_start",
+                                             lambda trainer, epoch, generator: epoch == 5)
     assert part["state"]["epoch"] == 4
     assert len(part["model"]["added_links"]) > 0  # links were added before the interruption
-    resumed = snagkg.train(cfg, tmp_path / "b", resume=True, progress=False, echo=lambda s: None)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["model"]["added_links"], b["model"]["added_links"])
