@@ -8,7 +8,8 @@ test entities, how many match the gold links).
 KG1 entity of the scope, ``uri_kg1<TAB>uri_kg2<TAB>score<TAB>rank`` (rank 1 to
 K; equal scores ranked by the earlier candidate), KG1 entities in scope order.
 ``--index`` picks the candidate retrieval (default: the run's
-``alignment.index``; see :mod:`snagkg.tasks.alignment.retrieval`).
+``alignment.index``; see :mod:`snagkg.tasks.alignment.retrieval`), ``--hubness``
+the score (default: the run's ``alignment.hubness``, CSLS; or NICDM).
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from typing import Any, Dict, Optional
 from snagkg.api.run import load_run
 from snagkg.runtime.errors import SnagError
 from snagkg.runtime.io import atomic_write, write_text
-from snagkg.tasks.alignment.retrieval import INDEXES
+from snagkg.tasks.alignment.retrieval import HUBNESS, INDEXES
 
 
 def align_run(run, export, split: str = "test", all_unaligned: bool = False, topk: Optional[int] = None,
-              round_candidates: int = 10, index: Optional[str] = None, device=None) -> Dict[str, Any]:
+              round_candidates: int = 10, index: Optional[str] = None, device=None,
+              hubness: Optional[str] = None) -> Dict[str, Any]:
     """Write the one-to-one aligned pairs (or with ``topk`` the ``topk`` best candidates of every KG1
     entity) of alignment run ``run`` to ``export``; returns the JSON summary."""
 
@@ -34,6 +36,8 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
         raise SnagError(f"--round-candidates must be at least 1, got {round_candidates}")
     if index is not None and index not in INDEXES:
         raise SnagError(f"--index must be one of {', '.join(INDEXES)}, got {index!r}")
+    if hubness is not None and hubness not in HUBNESS:
+        raise SnagError(f"--hubness must be one of {', '.join(HUBNESS)}, got {hubness!r}")
     out = Path(export)
     if out.exists() and out.is_dir():
         raise SnagError("export path is a folder", out)
@@ -41,7 +45,7 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
     scope = "all unaligned" if all_unaligned else split
     ents = task.entity_names()
     if topk is not None:
-        res = task.candidates(topk, split=split, all_unaligned=all_unaligned, index=index)
+        res = task.candidates(topk, split=split, all_unaligned=all_unaligned, index=index, hubness=hubness)
         left, right, scores = res["left"].tolist(), res["right"].numpy(), res["scores"].numpy()
 
         def write(fh) -> None:
@@ -53,7 +57,7 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
         atomic_write(out, write)
         return {"candidates": int((right >= 0).sum()), "topk": topk, "export": str(out), "scope": scope,
                 "judged": res["judged"], "hits@1": res["hits@1"], f"hits@{topk}": res["hits@topk"]}
-    res = task.align(split=split, all_unaligned=all_unaligned, topk=round_candidates, index=index)
+    res = task.align(split=split, all_unaligned=all_unaligned, topk=round_candidates, index=index, hubness=hubness)
     order = sorted(range(len(res["left"])), key=lambda i: -float(res["scores"][i]))
     lines = [f"{ents[int(res['left'][i])]}\t{ents[int(res['right'][i])]}\t{float(res['scores'][i]):.6f}\n"
              for i in order]
@@ -67,7 +71,7 @@ def align_run(run, export, split: str = "test", all_unaligned: bool = False, top
 def cmd_align(a: argparse.Namespace) -> int:
     """``snagkg align RUN --export FILE``: :func:`align_run`, then print its summary as JSON."""
     summary = align_run(a.run, a.export, split=a.split, all_unaligned=a.all, topk=a.topk,
-                        round_candidates=a.round_candidates, index=a.index, device=a.device)
+                        round_candidates=a.round_candidates, index=a.index, device=a.device, hubness=a.hubness)
     print(json.dumps(summary))
     return 0
 
@@ -89,5 +93,8 @@ def register(sub) -> None:
     p.add_argument("--index", choices=list(INDEXES),
                    help="candidate retrieval (default: the run's alignment.index; auto: Faiss flat when "
                         "installed, else exact; ivf, hnsw: approximate, need Faiss)")
+    p.add_argument("--hubness", choices=list(HUBNESS),
+                   help="score (default: the run's alignment.hubness): csls, or nicdm (-|x - y|^2 / (mu_x mu_y), "
+                        "mu the mean distance to the alignment.csls_k nearest of the other side)")
     p.add_argument("--device")
     p.set_defaults(func=cmd_align)

@@ -8,6 +8,8 @@ from snagkg.config.schema import ConfigValueError, Section, register_task
 
 #: candidate retrieval (:mod:`snagkg.tasks.alignment.retrieval`): auto, the exact torch path, Faiss flat, ivf or hnsw
 INDEXES = ("auto", "exact", "flat", "ivf", "hnsw")
+#: hubness reduction of the alignment score (:mod:`snagkg.tasks.alignment.retrieval`): CSLS or NICDM
+HUBNESS = ("csls", "nicdm")
 #: what a training step runs the GAT over: auto, both whole graphs, or the batch's sampled neighbourhoods
 BATCHINGS = ("auto", "whole", "sampled")
 
@@ -37,7 +39,8 @@ class AlignmentConfig(Section):
     gat_heads: int = 2
     gat_dropout: float = 0.0
     temperature: float = 0.1        # tau of the in-batch contrastive loss
-    csls_k: int = 3                 # CSLS neighbourhood (0: plain cosine)
+    csls_k: int = 3                 # neighbourhood k of the hubness reduction (0: plain cosine)
+    hubness: str = "csls"           # csls (2 cos - r - r) or nicdm (-|x - y|^2 / (mu mu)), both over csls_k neighbours
     index: str = "auto"             # candidate retrieval: auto (flat with faiss, else exact), exact, flat, ivf, hnsw
     index_cells: int = 0            # ivf: k-means cells (0: 4 sqrt(n))
     index_probe: int = 0            # ivf: cells searched (0: cells / 4, at least 32); hnsw: efSearch (0: 256)
@@ -82,6 +85,9 @@ class AlignmentConfig(Section):
         if self.index not in INDEXES:
             raise ConfigValueError(f"alignment.index must be one of {', '.join(INDEXES)}, got {self.index!r}",
                                    "alignment.index")
+        if self.hubness not in HUBNESS:
+            raise ConfigValueError(f"alignment.hubness must be one of {', '.join(HUBNESS)}, got {self.hubness!r}",
+                                   "alignment.hubness")
         if self.batching not in BATCHINGS:
             raise ConfigValueError(f"alignment.batching must be one of {', '.join(BATCHINGS)}, got {self.batching!r}",
                                    "alignment.batching")

@@ -10,7 +10,9 @@ CSLS (cross-domain similarity local scaling, k neighbours)::
 
 with ``r_y(x_i)`` the mean cosine of ``x_i`` to its ``k`` nearest ``y`` and
 ``r_x(y_j)`` the mean cosine of ``y_j`` to its ``k`` nearest ``x``. ``k = 0``
-is plain cosine (times 2).
+is plain cosine (times 2). ``hubness="nicdm"`` scores ``-|x_i - y_j|^2 / (mu_y(x_i)
+mu_x(y_j))`` instead, ``mu`` the mean distance to the ``k`` nearest of the other side
+(see :mod:`snagkg.tasks.alignment.retrieval`); every function below takes ``hubness``.
 
 Metric keys: ``lr_hits@1``, ``lr_hits@10``, ``lr_mrr``, ``lr_mr`` rank each left
 entity's gold partner among the right candidates (left-to-right), and are also
@@ -46,12 +48,15 @@ import torch
 from snagkg.evaluation.ranking import check_ties, summarize, tie_aware_rank
 from snagkg.tasks.alignment.retrieval import (
     APPROXIMATE,
+    MU_FLOOR,
     CSLSRetriever,
     Searcher,
-    canonical_csls,
+    canonical_score,
+    check_hubness,
+    context64,
     count_better,
-    csls_context64,
-    margin,
+    score_margin,
+    screen_scores,
 )
 
 CHUNK = 2048
@@ -63,50 +68,58 @@ DEPTH = 32
 SMALL_ROUND = 1 << 22
 
 
-def _neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
-    """Mean cosine of every row of ``q`` to its ``k`` nearest rows of ``c``."""
+def _neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, chunk: int, hubness: str = "csls") -> torch.Tensor:
+    """Mean cosine (NICDM: mean distance) of every row of ``q`` to its ``k`` nearest rows of ``c``."""
     k = min(k, c.shape[0])
     out = torch.empty(q.shape[0], dtype=q.dtype, device=q.device)
     for s in range(0, q.shape[0], chunk):
-        out[s:s + chunk] = (q[s:s + chunk] @ c.t()).topk(k, dim=1).values.mean(dim=1)
-    return out
+        top = (q[s:s + chunk] @ c.t()).topk(k, dim=1).values
+        if hubness == "nicdm":
+            top = (2.0 - 2.0 * top).clamp(min=0.0).sqrt()
+        out[s:s + chunk] = top.mean(dim=1)
+    return out.clamp(min=MU_FLOOR) if hubness == "nicdm" else out
 
 
-def csls_context(x: torch.Tensor, y: torch.Tensor, k: int, chunk: int = CHUNK) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(r_y(x), r_x(y))``: neighbourhood terms of both sides (zeros when ``k == 0``)."""
+def csls_context(x: torch.Tensor, y: torch.Tensor, k: int, chunk: int = CHUNK,
+                 hubness: str = "csls") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Context of both sides, in the vectors' dtype: CSLS ``(r_y(x), r_x(y))`` (zeros when ``k == 0``),
+    NICDM ``(mu_y(x), mu_x(y))`` (ones when ``k == 0``)."""
     if k <= 0:
-        return x.new_zeros(x.shape[0]), y.new_zeros(y.shape[0])
-    return _neighbourhood(x, y, k, chunk), _neighbourhood(y, x, k, chunk)
+        fill = 1.0 if check_hubness(hubness) == "nicdm" else 0.0
+        return x.new_full((x.shape[0],), fill), y.new_full((y.shape[0],), fill)
+    return _neighbourhood(x, y, k, chunk, check_hubness(hubness)), _neighbourhood(y, x, k, chunk, hubness)
 
 
-def csls_block(xq: torch.Tensor, y: torch.Tensor, rq: torch.Tensor, ry: torch.Tensor) -> torch.Tensor:
-    """CSLS scores ``[q, m]`` of queries ``xq`` against ``y`` given both sides' neighbourhood terms."""
-    return 2.0 * (xq @ y.t()) - rq[:, None] - ry[None, :]
+def csls_block(xq: torch.Tensor, y: torch.Tensor, rq: torch.Tensor, ry: torch.Tensor,
+               hubness: str = "csls") -> torch.Tensor:
+    """Scores ``[q, m]`` (CSLS, or NICDM) of queries ``xq`` against ``y`` given both sides' context."""
+    return screen_scores(xq, y, rq, ry, hubness)
 
 
 def _ranks(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor, count: int,
-           ties: str, chunk: int, index: str = "exact", depth: int = DEPTH, **options) -> Tuple[torch.Tensor, int]:
-    """Rank of ``y[i]`` for query ``x[i]``, ``i < count`` (``rx``, ``ry``: canonical float64 ``r`` terms),
+           ties: str, chunk: int, index: str = "exact", depth: int = DEPTH, hubness: str = "csls",
+           **options) -> Tuple[torch.Tensor, int]:
+    """Rank of ``y[i]`` for query ``x[i]``, ``i < count`` (``rx``, ``ry``: canonical float64 context),
     and how many queries were counted exhaustively."""
     if count == 0:
         return torch.zeros(0, dtype=torch.double), 0
     xq, rq = x[:count], rx[:count]
-    gold = canonical_csls(xq, y[:count], rq, ry[:count])
+    gold = canonical_score(xq, y[:count], rq, ry[:count], hubness=hubness)
     todo = torch.arange(count)
     better = torch.zeros(count, dtype=torch.long)
     equal = torch.zeros(count, dtype=torch.long)
     if index in APPROXIMATE and depth < y.shape[0]:
-        scores, ids = CSLSRetriever(y, ry, index, chunk, **options).search(xq, rq, depth, extra=0)
+        scores, ids = CSLSRetriever(y, ry, index, chunk, hubness, **options).search(xq, rq, depth, extra=0)
         target = torch.arange(count)[:, None]
         found = (ids == target).any(dim=1)
         last = torch.where(ids >= 0, scores, torch.full_like(scores, float("inf"))).min(dim=1).values
         last = torch.where((ids < 0).any(dim=1), torch.full_like(last, float("-inf")), last)
-        done = found & (last < gold - margin(x.shape[1]))
+        done = found & (last < gold - score_margin(x.shape[1], rq, ry, hubness))
         better[done] = (scores[done] > gold[done, None]).sum(dim=1)
         equal[done] = (scores[done] == gold[done, None]).sum(dim=1)
         todo = (~done).nonzero().flatten()
     if len(todo):
-        b, e = count_better(xq[todo], rq[todo], gold[todo], y, ry, chunk)
+        b, e = count_better(xq[todo], rq[todo], gold[todo], y, ry, chunk, hubness)
         better[todo], equal[todo] = b, e
     return tie_aware_rank(better, equal - 1, ties), int(len(todo))
 
@@ -114,8 +127,8 @@ def _ranks(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,
 @torch.no_grad()
 def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
                    chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, info: Optional[dict] = None,
-                   **options) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Left-to-right and right-to-left CSLS ranks of gold pairs ``(x[i], y[i])``.
+                   hubness: str = "csls", **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Left-to-right and right-to-left CSLS (or ``hubness``) ranks of gold pairs ``(x[i], y[i])``.
 
     Candidates are all rows of the other side; ``limit`` ranks only the first
     ``limit`` queries of each direction (the candidates stay complete). ``index``:
@@ -126,21 +139,22 @@ def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "re
     if x.shape != y.shape:
         raise ValueError("x and y must hold the two sides of the same gold pairs")
     count = x.shape[0] if not limit else min(limit, x.shape[0])
-    rx, ry = csls_context64(x, y, k, index, chunk, **options)
-    lr, n_lr = _ranks(x, y, rx, ry, count, ties, chunk, index, depth, **options)
-    rl, n_rl = _ranks(y, x, ry, rx, count, ties, chunk, index, depth, **options)
+    rx, ry = context64(x, y, k, index, chunk, hubness, **options)
+    lr, n_lr = _ranks(x, y, rx, ry, count, ties, chunk, index, depth, hubness, **options)
+    rl, n_rl = _ranks(y, x, ry, rx, count, ties, chunk, index, depth, hubness, **options)
     if info is not None:
         info["exhaustive"] = n_lr + n_rl
     return lr, rl
 
 
 def alignment_metrics(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
-                      chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, **options) -> Dict[str, float]:
-    """CSLS metrics of gold pairs ``(x[i], y[i])`` in both directions (see the module's keys), with
-    ``count``, ``candidates``, ranking ``seconds`` and the ``index`` used."""
+                      chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, hubness: str = "csls",
+                      **options) -> Dict[str, float]:
+    """CSLS (or ``hubness``) metrics of gold pairs ``(x[i], y[i])`` in both directions (see the module's
+    keys), with ``count``, ``candidates``, ranking ``seconds`` and the ``index`` used."""
     t0 = time.perf_counter()
     info: Dict[str, int] = {}
-    lr, rl = rank_alignment(x, y, k, ties, limit, chunk, index, depth, info, **options)
+    lr, rl = rank_alignment(x, y, k, ties, limit, chunk, index, depth, info, hubness, **options)
     out = summarize(lr, ks=ALIGNMENT_KS)
     out.update(summarize(lr, ks=ALIGNMENT_KS, prefix="lr_"))
     out.update(summarize(rl, ks=ALIGNMENT_KS, prefix="rl_"))
@@ -169,31 +183,32 @@ def mutual_nearest(x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK, index: 
 
 @torch.no_grad()
 def candidates(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10, chunk: int = CHUNK,
-               index: str = "exact", **options) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The ``topk`` best CSLS candidates among the rows of ``y`` for every row of ``x``: ``(canonical
-    scores [n, topk] float64, column ids [n, topk])``, best first, equal scores by the lower column
-    (an approximate index may leave ids ``-1``)."""
-    rx, ry = csls_context64(x, y, k, index, chunk, **options)
-    return CSLSRetriever(y, ry, index, chunk, **options).search(x, rx, topk)
+               index: str = "exact", hubness: str = "csls", **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The ``topk`` best CSLS (or ``hubness``) candidates among the rows of ``y`` for every row of ``x``:
+    ``(canonical scores [n, topk] float64, column ids [n, topk])``, best first, equal scores by the
+    lower column (an approximate index may leave ids ``-1``)."""
+    rx, ry = context64(x, y, k, index, chunk, hubness, **options)
+    return CSLSRetriever(y, ry, index, chunk, hubness, **options).search(x, rx, topk)
 
 
 @torch.no_grad()
-def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10,
-               chunk: int = CHUNK, index: str = "exact", **options) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy one-to-one matching by descending CSLS score.
+def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10, chunk: int = CHUNK,
+               index: str = "exact", hubness: str = "csls",
+               **options) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy one-to-one matching by descending CSLS (or ``hubness``) score.
 
     Each round lists the ``topk`` best free candidates of every free left
     entity and of every free right entity (through ``index``), sorts those edges
     by canonical score (equal scores: lower left, then lower right index) and
     accepts an edge when both ends are still free; rounds repeat on the
     leftovers until one side is exhausted (each round accepts at least the
-    best remaining edge). CSLS neighbourhoods are computed once on the full
+    best remaining edge). Neighbourhood context is computed once on the full
     sets. Returns ``(left index, right index, score)`` with every index at
     most once.
     """
     n, m = x.shape[0], y.shape[0]
     x, y = x.detach().float().cpu(), y.detach().float().cpu()
-    rx, ry = csls_context64(x, y, k, index, chunk, **options)
+    rx, ry = context64(x, y, k, index, chunk, hubness, **options)
     free_l = np.ones(n, dtype=bool)
     free_r = np.ones(m, dtype=bool)
     rows: list = []
@@ -204,8 +219,8 @@ def one_to_one(x: torch.Tensor, y: torch.Tensor, k: int = 3, topk: int = 10,
         rj = torch.from_numpy(np.flatnonzero(free_r))
         kind = index if len(li) * len(rj) > SMALL_ROUND else "exact"
         xl, yr, rxl, ryr = x[li], y[rj], rx[li], ry[rj]
-        s1, j1 = CSLSRetriever(yr, ryr, kind, chunk, **options).search(xl, rxl, min(topk, len(rj)))
-        s2, i2 = CSLSRetriever(xl, rxl, kind, chunk, **options).search(yr, ryr, min(topk, len(li)))
+        s1, j1 = CSLSRetriever(yr, ryr, kind, chunk, hubness, **options).search(xl, rxl, min(topk, len(rj)))
+        s2, i2 = CSLSRetriever(xl, rxl, kind, chunk, hubness, **options).search(yr, ryr, min(topk, len(li)))
         ok1, ok2 = j1 >= 0, i2 >= 0
         er = torch.cat([li[:, None].expand_as(j1)[ok1], li[i2[ok2]]]).numpy()
         ec = torch.cat([rj[j1[ok1]], rj[:, None].expand_as(i2)[ok2]]).numpy()

@@ -32,7 +32,7 @@ from snagkg.tasks.alignment.metrics import (
     one_to_one,
     rank_alignment,
 )
-from snagkg.tasks.alignment.retrieval import resolve_index
+from snagkg.tasks.alignment.retrieval import check_hubness, resolve_index
 from snagkg.tasks.alignment.sampling import NeighbourSampler
 
 DYNAMIC_BUFFERS = ("added_links", "pending_links")
@@ -47,31 +47,36 @@ LEGACY_KEYS = (("entity", "entities.structure.weight"), ("gat.", "entities.struc
 
 class CSLSInteraction(Interaction):
     """Cosine similarity of L2-normalised vectors with cross-domain similarity local scaling (``k``
-    neighbours; ``k = 0``: plain cosine, times 2): ``csls(x, y) = 2 cos(x, y) - r_y(x) - r_x(y)``.
+    neighbours; ``k = 0``: plain cosine, times 2): ``csls(x, y) = 2 cos(x, y) - r_y(x) - r_x(y)``;
+    with ``hubness="nicdm"`` the NICDM score ``-|x - y|^2 / (mu_y(x) mu_x(y))`` instead (``mu``: mean
+    distance to the ``k`` nearest of the other side; :mod:`snagkg.tasks.alignment.retrieval`).
 
     The alignment task ranks (:meth:`metrics`) and matches (:meth:`one_to_one`) through it, so
-    ``alignment.csls_k`` is read once, here."""
+    ``alignment.csls_k`` and ``alignment.hubness`` are read once, here."""
 
     name = "csls"
 
-    def __init__(self, k: int = 3, index: str = "auto", cells: int = 0, probe: int = 0, seed: int = 0):
+    def __init__(self, k: int = 3, index: str = "auto", cells: int = 0, probe: int = 0, seed: int = 0,
+                 hubness: str = "csls"):
         """``index``, ``cells``, ``probe``: the candidate retrieval (``alignment.index``, ``index_cells``,
-        ``index_probe``; :mod:`snagkg.tasks.alignment.retrieval`)."""
+        ``index_probe``; :mod:`snagkg.tasks.alignment.retrieval`); ``hubness``: csls or nicdm."""
         super().__init__()
         self.k = int(k)
         self.index, self.cells, self.probe, self.seed = index, int(cells), int(probe), int(seed)
+        self.hubness = check_hubness(hubness)
 
-    def retrieval(self, index: Optional[str] = None) -> Dict[str, Any]:
-        """Keyword arguments of the retrieval functions: the resolved ``index`` (the configured one unless
-        given; a one-line error for a Faiss index without Faiss) and its options."""
+    def retrieval(self, index: Optional[str] = None, hubness: Optional[str] = None) -> Dict[str, Any]:
+        """Keyword arguments of the ranking and retrieval functions: the resolved ``index`` (the configured
+        one unless given; a one-line error for a Faiss index without Faiss), its options and the
+        ``hubness`` reduction (the configured one unless given)."""
         return {"index": resolve_index(index or self.index), "nlist": self.cells, "probe": self.probe,
-                "seed": self.seed}
+                "seed": self.seed, "hubness": check_hubness(hubness or self.hubness)}
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """``[n, m]`` CSLS scores of every row of ``x`` against every row of ``y`` (both sides' context
-        from these same rows)."""
-        rx, ry = csls_context(x, y, self.k)
-        return csls_block(x, y, rx, ry)
+        """``[n, m]`` scores of every row of ``x`` against every row of ``y`` (both sides' context from
+        these same rows)."""
+        rx, ry = csls_context(x, y, self.k, hubness=self.hubness)
+        return csls_block(x, y, rx, ry, self.hubness)
 
     def metrics(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", limit: int = 0,
                 index: Optional[str] = None) -> Dict[str, Any]:
@@ -83,17 +88,22 @@ class CSLSInteraction(Interaction):
         """CSLS ranks of gold pairs ``(x[i], y[i])``: left-to-right, then right-to-left."""
         return torch.cat(rank_alignment(x, y, k=self.k, ties=ties, **self.retrieval(index)))
 
-    def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10, index: Optional[str] = None):
-        """One-to-one matching of the rows of ``x`` and ``y`` by CSLS (:func:`one_to_one`)."""
-        return one_to_one(x, y, k=self.k, topk=topk, **self.retrieval(index))
+    def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10, index: Optional[str] = None,
+                   hubness: Optional[str] = None):
+        """One-to-one matching of the rows of ``x`` and ``y`` by CSLS (or ``hubness``; :func:`one_to_one`)."""
+        return one_to_one(x, y, k=self.k, topk=topk, **self.retrieval(index, hubness))
 
-    def candidates(self, x: torch.Tensor, y: torch.Tensor, topk: int, index: Optional[str] = None):
-        """The ``topk`` best CSLS candidates among ``y`` of every row of ``x`` (:func:`candidates`)."""
-        return candidates(x, y, k=self.k, topk=topk, **self.retrieval(index))
+    def candidates(self, x: torch.Tensor, y: torch.Tensor, topk: int, index: Optional[str] = None,
+                   hubness: Optional[str] = None):
+        """The ``topk`` best CSLS (or ``hubness``) candidates among ``y`` of every row of ``x``
+        (:func:`candidates`)."""
+        return candidates(x, y, k=self.k, topk=topk, **self.retrieval(index, hubness))
 
     def mutual_nearest(self, x: torch.Tensor, y: torch.Tensor, index: Optional[str] = None):
         """Mutual nearest neighbours (cosine) of the rows of ``x`` and ``y`` (:func:`mutual_nearest`)."""
-        return mutual_nearest(x, y, **self.retrieval(index))
+        options = self.retrieval(index)
+        del options["hubness"]  # plain cosine
+        return mutual_nearest(x, y, **options)
 
 
 def resolve_batching(choice: str, num_entities: int) -> bool:
@@ -119,7 +129,8 @@ class AlignmentModel(nn.Module):
         #: whether a training step fuses only its links' entities, the GAT over their sampled neighbourhoods
         self.sampled = resolve_batching(al.batching, num_entities)
         self.sampler = NeighbourSampler(edges, al.fanout()) if self.sampled and structure is not None else None
-        self.interaction = CSLSInteraction(al.csls_k, al.index, al.index_cells, al.index_probe)
+        self.interaction = CSLSInteraction(al.csls_k, al.index, al.index_cells, al.index_probe,
+                                           hubness=al.hubness)
         self.loss = LOSSES.get("icl")(len(self.entities.modalities), al.temperature)
         self.register_buffer("added_links", torch.zeros(0, 2, dtype=torch.long))
         self.register_buffer("pending_links", torch.zeros(0, 2, dtype=torch.long))

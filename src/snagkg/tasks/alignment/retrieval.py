@@ -20,6 +20,15 @@ fixed query the CSLS order is the inner-product order of the *augmented* vectors
 ``[y, r_x(y)]``, so the best CSLS candidates are one more k-NN search (no
 ``n x m`` matrix is formed).
 
+Hubness reduction (``alignment.hubness``, over ``alignment.csls_k`` neighbours ``k``): the score
+above is ``csls`` (the default); ``nicdm`` is ``-|x - y|^2 / (mu_x(y) mu_y(x))`` with ``mu`` the
+mean Euclidean distance of a vector to its ``k`` nearest neighbours on the other side (the
+non-iterative contextual dissimilarity measure, squared and negated: the same order as NICDM's
+``|x - y| / sqrt(mu mu)``). On unit vectors ``-|x - y|^2 = 2 x.y - 2``, so for a fixed query it
+ranks as ``[x, 1] . [2y, -2] / mu_x(y)``: one k-NN search over ``[2y / mu, -2 / mu]``, through
+any index, like CSLS. With ``k = 0`` both are plain cosine. Both sides' terms (``r`` or ``mu``)
+are called the *context* below.
+
 Canonical scores and ties. The indexes compute float32 similarities with
 different summation orders, so the same pair can differ in the last bits
 between them. Every score that decides a rank, a tie or an export is therefore
@@ -40,12 +49,14 @@ import numpy as np
 import torch
 
 from snagkg.runtime.errors import SnagError
-from snagkg.tasks.alignment.config import INDEXES
+from snagkg.tasks.alignment.config import HUBNESS, INDEXES
 
 FAISS_INDEXES = ("flat", "ivf", "hnsw")
 APPROXIMATE = ("ivf", "hnsw")
 CHUNK = 2048
 INSTALL_HINT = "pip install 'snagkg[faiss]' (faiss-cpu)"
+#: the smallest NICDM neighbourhood distance ``mu`` (a vector whose ``k`` nearest are its duplicates has 0)
+MU_FLOOR = 1e-6
 
 
 def load_faiss():
@@ -70,10 +81,27 @@ def resolve_index(name: str) -> str:
     return name
 
 
+def check_hubness(hubness: str) -> str:
+    """``hubness``, or a one-line :class:`SnagError` when it is not one of :data:`HUBNESS`."""
+    if hubness not in HUBNESS:
+        raise SnagError(f"alignment hubness must be one of {', '.join(HUBNESS)}, got {hubness!r}")
+    return hubness
+
+
 def margin(dim: int) -> float:
     """Screening margin of float32 CSLS scores of unit vectors of width ``dim`` (well above their
     rounding error, ``2 dim 2^-24`` per dot product, plus the ``r`` terms)."""
     return 8.0 * (dim + 16) * 2.0 ** -24 + 1e-6
+
+
+def score_margin(dim: int, cq: torch.Tensor, cc: torch.Tensor, hubness: str = "csls") -> torch.Tensor:
+    """Per-query margin (float64 ``[q]``) of float32 scores, from an index or a screen, of queries with
+    context ``cq`` against candidates with context ``cc``: :func:`margin` for CSLS; for NICDM scaled by
+    the largest ``1 / (mu_q mu_c)`` of the query (twice, for the rounding of the scaled terms)."""
+    cq = cq.double().cpu()
+    if hubness == "nicdm" and len(cc):
+        return 2.0 * margin(dim) / (cq * float(cc.double().min()))
+    return torch.full_like(cq, margin(dim))
 
 
 def pair_dots(a: torch.Tensor, b: torch.Tensor, ai: Optional[torch.Tensor] = None,
@@ -163,9 +191,9 @@ class Searcher:
 
 
 def neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, kind: str = "exact", chunk: int = CHUNK,
-                  **options) -> torch.Tensor:
-    """Canonical float64 mean similarity of every row of ``q`` to its ``k`` nearest rows of ``c``
-    (found through index ``kind``)."""
+                  hubness: str = "csls", **options) -> torch.Tensor:
+    """Canonical float64 mean similarity (``hubness`` csls; nicdm: mean distance ``sqrt(2 - 2 x.y)``) of
+    every row of ``q`` to its ``k`` nearest rows of ``c`` (found through index ``kind``)."""
     k = min(int(k), c.shape[0])
     out = torch.zeros(q.shape[0], dtype=torch.float64)
     if k <= 0 or q.shape[0] == 0:
@@ -179,41 +207,81 @@ def neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, kind: str = "exact",
         rows = torch.arange(s, s + len(i)).repeat_interleave(k)
         dots = pair_dots(q, c, rows, safe.reshape(-1)).view(-1, k)
         dots = torch.where(ok, dots, torch.full_like(dots, float("-inf"))).sort(dim=1, descending=True).values
+        if hubness == "nicdm":  # distances of unit vectors, nearest first
+            dots = (2.0 - 2.0 * dots).clamp(min=0.0).sqrt()
         found = ok.sum(dim=1).clamp(min=1)
         total = torch.zeros(len(i), dtype=torch.float64)
         for j in range(k):  # fixed order: the neighbours sorted descending
             total += torch.where(j < found, dots[:, j], torch.zeros_like(dots[:, j]))
         out[s:s + step] = total / found
+    if hubness == "nicdm":
+        out.clamp_(min=MU_FLOOR)
     return out
+
+
+def context64(x: torch.Tensor, y: torch.Tensor, k: int, kind: str = "exact", chunk: int = CHUNK,
+              hubness: str = "csls", **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Canonical float64 context of both sides: CSLS ``(r_y(x), r_x(y))`` (zeros when ``k == 0``), NICDM
+    ``(mu_y(x), mu_x(y))`` (ones when ``k == 0``)."""
+    if k <= 0:
+        fill = 1.0 if check_hubness(hubness) == "nicdm" else 0.0
+        return (torch.full((x.shape[0],), fill, dtype=torch.float64),
+                torch.full((y.shape[0],), fill, dtype=torch.float64))
+    return (neighbourhood(x, y, k, kind, chunk, check_hubness(hubness), **options),
+            neighbourhood(y, x, k, kind, chunk, hubness, **options))
 
 
 def csls_context64(x: torch.Tensor, y: torch.Tensor, k: int, kind: str = "exact", chunk: int = CHUNK,
                    **options) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Canonical ``(r_y(x), r_x(y))`` in float64 (zeros when ``k == 0``)."""
-    if k <= 0:
-        return (torch.zeros(x.shape[0], dtype=torch.float64), torch.zeros(y.shape[0], dtype=torch.float64))
-    return (neighbourhood(x, y, k, kind, chunk, **options), neighbourhood(y, x, k, kind, chunk, **options))
+    """Canonical ``(r_y(x), r_x(y))`` in float64 (zeros when ``k == 0``): :func:`context64` of CSLS."""
+    return context64(x, y, k, kind, chunk, "csls", **options)
+
+
+def canonical_score(x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                    xi: Optional[torch.Tensor] = None, yi: Optional[torch.Tensor] = None,
+                    hubness: str = "csls") -> torch.Tensor:
+    """Canonical float64 score of the pairs ``(x[xi[p]], y[yi[p]])`` (rows in order without ``xi`` /
+    ``yi``) with their context ``cx``, ``cy``: CSLS ``2 x.y - r - r``, NICDM ``(2 x.y - 2) / (mu mu)``."""
+    cx, cy = cx.cpu().double(), cy.cpu().double()
+    if xi is not None:
+        cx = cx[xi]
+    if yi is not None:
+        cy = cy[yi]
+    if hubness == "nicdm":
+        return (2.0 * pair_dots(x, y, xi, yi) - 2.0) / (cx * cy)
+    return 2.0 * pair_dots(x, y, xi, yi) - cx - cy
 
 
 def canonical_csls(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,
                    xi: Optional[torch.Tensor] = None, yi: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Canonical float64 CSLS of the pairs ``(x[xi[p]], y[yi[p]])`` (rows in order without ``xi`` /
-    ``yi``) with their ``r`` terms."""
-    rx, ry = rx.cpu().double(), ry.cpu().double()
-    if xi is not None:
-        rx = rx[xi]
-    if yi is not None:
-        ry = ry[yi]
-    return 2.0 * pair_dots(x, y, xi, yi) - rx - ry
+    """Canonical float64 CSLS of the pairs ``(x[xi[p]], y[yi[p]])`` (:func:`canonical_score` of CSLS)."""
+    return canonical_score(x, y, rx, ry, xi, yi)
+
+
+def screen_scores(xq: torch.Tensor, y: torch.Tensor, cq: torch.Tensor, cy: torch.Tensor,
+                  hubness: str = "csls") -> torch.Tensor:
+    """Float32 scores ``[q, m]`` of queries ``xq`` against ``y`` (contexts ``cq``, ``cy`` float32): only to
+    screen candidates, see :func:`score_margin`."""
+    dots = xq @ y.t()
+    if hubness == "nicdm":
+        return (2.0 * dots - 2.0) / cq[:, None] / cy[None, :]
+    return 2.0 * dots - cq[:, None] - cy[None, :]
 
 
 class CSLSRetriever:
-    """Best CSLS candidates among the rows of ``y`` for queries from ``x`` (``r`` terms ``rx``, ``ry``
-    float64), through index ``kind`` over the augmented vectors ``[y, r_x(y)]``."""
+    """Best candidates (by the ``hubness`` score, CSLS by default) among the rows of ``y`` for queries
+    from ``x`` (context ``rx``, ``ry`` float64), through index ``kind`` over the augmented vectors
+    ``[2y, -r_x(y)]`` (NICDM: ``[2y, -2] / mu_x(y)``), queried with ``[x, 1]``."""
 
-    def __init__(self, y: torch.Tensor, ry: torch.Tensor, kind: str = "exact", chunk: int = CHUNK, **options):
+    def __init__(self, y: torch.Tensor, ry: torch.Tensor, kind: str = "exact", chunk: int = CHUNK,
+                 hubness: str = "csls", **options):
         self.y, self.ry = y.detach().cpu(), ry.double().cpu()  # canonical scores from the vectors as given
-        aug = torch.cat([2.0 * self.y.float(), -self.ry.float()[:, None]], dim=1)  # [2y, -r]; queries [x, 1]
+        self.hubness = check_hubness(hubness)
+        if hubness == "nicdm":
+            inv = (1.0 / self.ry).float()[:, None]
+            aug = torch.cat([2.0 * self.y.float() * inv, -2.0 * inv], dim=1)  # [2y, -2] / mu; queries [x, 1]
+        else:
+            aug = torch.cat([2.0 * self.y.float(), -self.ry.float()[:, None]], dim=1)  # [2y, -r]; queries [x, 1]
         self.searcher = Searcher(aug, kind, chunk=chunk, **options)
         self.chunk = chunk
 
@@ -240,7 +308,7 @@ class CSLSRetriever:
         if ok.any():
             rows, cols = ok.nonzero(as_tuple=True)
             cand = ids[rows, cols]
-            scores[rows, cols] = canonical_csls(x, self.y, rx, self.ry, rows, cand)
+            scores[rows, cols] = canonical_score(x, self.y, rx, self.ry, rows, cand, self.hubness)
         ids = torch.where(ok, ids, torch.full_like(ids, self.y.shape[0]))  # missing hits last
         order = np.lexsort((ids.numpy(), -scores.numpy()), axis=1)[:, :k]  # score desc, then position
         order_t = torch.from_numpy(np.ascontiguousarray(order))
@@ -251,26 +319,31 @@ class CSLSRetriever:
 
 
 def count_better(x: torch.Tensor, rx: torch.Tensor, gold: torch.Tensor, y: torch.Tensor, ry: torch.Tensor,
-                 chunk: int = CHUNK) -> Tuple[torch.Tensor, torch.Tensor]:
+                 chunk: int = CHUNK, hubness: str = "csls") -> Tuple[torch.Tensor, torch.Tensor]:
     """Exhaustive ``(better, equal)`` counts: how many rows of ``y`` score canonically above / equal to
-    ``gold[i]`` for query ``x[i]`` (chunks of ``[chunk, m]`` float32 screened by :func:`margin`, the
-    ambiguous entries recomputed canonically)."""
+    ``gold[i]`` for query ``x[i]`` (chunks of ``[chunk, m]`` float32 screened by :func:`margin`, for
+    NICDM times ``1 / (mu_q mu_c)``, the ambiguous entries recomputed canonically)."""
     x, y = x.detach(), y.detach()  # canonical scores from the vectors as given; float32 to screen
     x32, y32 = x.float(), y.float()
     rx32, ry32 = rx.float().to(x.device), ry.float().to(y.device)
-    eps = margin(x.shape[1])
+    base = margin(x.shape[1])
+    nicdm = hubness == "nicdm"
+    inv_y = (1.0 / ry32) if nicdm else None
     better = torch.zeros(x.shape[0], dtype=torch.long)
     equal = torch.zeros(x.shape[0], dtype=torch.long)
     for s in range(0, x.shape[0], chunk):
         e = min(x.shape[0], s + chunk)
         g = gold[s:e]
-        scores = 2.0 * (x32[s:e] @ y32.t()) - rx32[s:e, None] - ry32[None, :]
+        scores = screen_scores(x32[s:e], y32, rx32[s:e], ry32, hubness)
         g32 = g.float().to(scores.device)[:, None]
+        eps = base
+        if nicdm:  # an entry's float32 error scales with 1 / (mu_q mu_c); the gold's is its float32 rounding
+            eps = base / rx32[s:e, None] * inv_y[None, :] + g32.abs() * 2.0 ** -20
         better[s:e] = (scores > g32 + eps).sum(dim=1).cpu()
         rows, cols = ((scores - g32).abs() <= eps).nonzero(as_tuple=True)
         if len(rows):
             rows, cols = rows.cpu(), cols.cpu()
-            exact = canonical_csls(x, y, rx, ry, rows + s, cols)
+            exact = canonical_score(x, y, rx, ry, rows + s, cols, hubness)
             better[s:e] += torch.bincount(rows[exact > g[rows]], minlength=e - s)
             equal[s:e] += torch.bincount(rows[exact == g[rows]], minlength=e - s)
     return better, equal

@@ -15,8 +15,8 @@
   saved in every checkpoint.
 * Evaluation: clean ``global_weighted`` vectors, L2-normalised; for each left
   entity of the split its partner is ranked among the right entities of the
-  split with CSLS (``alignment.csls_k``); both directions are reported (see
-  :mod:`snagkg.alignment.metrics` for the keys).
+  split with CSLS (``alignment.csls_k``; NICDM with ``alignment.hubness: nicdm``);
+  both directions are reported (see :mod:`snagkg.alignment.metrics` for the keys).
 """
 from __future__ import annotations
 
@@ -226,16 +226,16 @@ class AlignmentTask(GraphTask):
 
     @torch.no_grad()
     def align(self, split: str = "test", all_unaligned: bool = False, topk: int = 10,
-              index: Optional[str] = None) -> Dict[str, Any]:
+              index: Optional[str] = None, hubness: Optional[str] = None) -> Dict[str, Any]:
         """One-to-one alignment between the split's entities (or all unaligned entities), ``topk``
-        candidates per entity and greedy round, through ``index`` (the run's ``alignment.index``
-        unless given).
+        candidates per entity and greedy round, through ``index`` and by the ``hubness`` score (the
+        run's ``alignment.index`` and ``alignment.hubness`` unless given).
 
         Returns ``pairs`` as ``(kg1 index, kg2 index, score)`` rows and, where
         gold links are known for the aligned entities, how many are correct.
         """
         left, right, x, y = self.scope(split, all_unaligned)
-        i, j, s = self.model.interaction.one_to_one(x, y, topk=topk, index=index)
+        i, j, s = self.model.interaction.one_to_one(x, y, topk=topk, index=index, hubness=hubness)
         a, b = left[i], right[j]
         gold = {int(p): int(q) for p, q in self.split_links(split).tolist()}
         judged = [(int(p), int(q)) for p, q in zip(a.tolist(), b.tolist()) if int(p) in gold]
@@ -244,13 +244,13 @@ class AlignmentTask(GraphTask):
 
     @torch.no_grad()
     def candidates(self, topk: int, split: str = "test", all_unaligned: bool = False,
-                   index: Optional[str] = None) -> Dict[str, Any]:
-        """The ``topk`` best CSLS candidates (right entities of the scope) of every left entity of the
-        scope (see :meth:`align`): ``left``, ``right`` ``[n, topk]`` ids (``-1``: none found by an
+                   index: Optional[str] = None, hubness: Optional[str] = None) -> Dict[str, Any]:
+        """The ``topk`` best CSLS (or ``hubness``) candidates (right entities of the scope) of every left
+        entity of the scope (see :meth:`align`): ``left``, ``right`` ``[n, topk]`` ids (``-1``: none found by an
         approximate index) and canonical ``scores``, best first, equal scores by the earlier candidate;
         with ``hits@1`` and ``hits@topk`` of the gold partners known for the left entities."""
         left, right, x, y = self.scope(split, all_unaligned)
-        scores, cols = self.model.interaction.candidates(x, y, topk, index=index)
+        scores, cols = self.model.interaction.candidates(x, y, topk, index=index, hubness=hubness)
         ids = torch.where(cols >= 0, right[cols.clamp(min=0)], torch.full_like(cols, -1))
         gold = {int(p): int(q) for p, q in self.split_links(split).tolist()}
         rows = [(r, gold[int(p)]) for r, p in enumerate(left.tolist()) if int(p) in gold]
