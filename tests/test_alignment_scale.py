@@ -169,3 +169,48 @@ def test_generated_pair_trains_and_exports(trained_pair, capsys, monkeypatch):
     assert main(["align", str(run), "--export", str(out), "--index", "hnsw"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs Faiss" in err[0]
+
+
+def test_test_limit_ranks_a_sample_of_the_test_links(trained_pair, tmp_path, capsys):
+    """``--test-limit N`` (``train.test_limit``): the final test metrics rank the first N test links (the
+    loader shuffles the links), say so, and equal ``evaluate --limit N``; validation stays whole."""
+    import snagkg
+    run = tmp_path / "limited"
+    code = main(["train", "--task", "alignment", "--dataset", str(trained_pair / "pair"), "--output", str(run),
+                 "--epochs", "1", "--test-limit", "25", "--no-progress"])
+    cap = capsys.readouterr()
+    assert code == 0
+    results = json.loads((run / "results.json").read_text())
+    assert json.loads(cap.out)["test"]["limit"] == 25  # stdout: the results; stderr: the summary
+    test, valid = results["test"], results["valid"]
+    assert test["limit"] == 25 and test["count"] == 25 and test["candidates"] > 25
+    assert "limit" not in valid and results["config"]["train"]["test_limit"] == 25
+    assert "(the first 25 queries)" in cap.err.split("test:  mrr=")[1].splitlines()[0]
+    again = snagkg.evaluate(run, split="test", limit=25)
+    assert again["mrr"] == test["mrr"] and again["hits@1"] == test["hits@1"]
+    whole = json.loads((trained_pair / "run" / "results.json").read_text())["test"]
+    assert whole["count"] > 25 and "limit" not in whole
+    code = main(["train", "--task", "alignment", "--dataset", str(trained_pair / "pair"), "--output",
+                 str(tmp_path / "bad"), "--test-limit", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "train.test_limit must not be negative, got -1" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_scale_benchmark_measures_every_index(trained_pair, tmp_path):
+    """benchmarks/bench_alignment_scale.py: the same H@1 through exact and flat search, and an IVF
+    index that probes every cell recalls exact search's 10 nearest exactly."""
+    import subprocess
+    pytest.importorskip("faiss")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_alignment_scale.py"
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, str(script), str(trained_pair / "run"), "--sample", "40",
+                           "--indexes", "exact,flat,ivf", "--cells", "4", "--probe", "4", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    rows = {r["index"]: r for r in report["rows"]}
+    assert report["sample"] == 40 and report["test_links"] > 40
+    assert rows["exact"]["hits@1"] == rows["flat"]["hits@1"] == rows["ivf"]["hits@1"]
+    assert rows["ivf"]["recall@10_cosine"] == 1.0 and rows["ivf"]["recall@10_csls"] == 1.0
+    assert "recall@10_cosine" not in rows["flat"]

@@ -51,7 +51,8 @@ class Results:
         def fmt(m: Optional[Dict[str, float]]) -> str:
             if not m:
                 return "-"
-            return " ".join(f"{k}={m[k]:.4f}" if k != "mr" else f"mr={m[k]:.1f}" for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10") if k in m)
+            line = " ".join(f"{k}={m[k]:.4f}" if k != "mr" else f"mr={m[k]:.1f}" for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10") if k in m)
+            return line + (f" (the first {m['limit']:,} queries)" if m.get("limit") else "")
         return (f"valid: {fmt(self.valid)}\ntest:  {fmt(self.test)}\n"
                 f"best epoch {self.best_epoch} of {self.epochs_run}, {self.train_seconds:.1f}s training "
                 f"({self.epoch_seconds:.2f}s/epoch median), {self.parameters:,} parameters")

@@ -109,6 +109,8 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("train.eval_candidates", "rank validation and the final valid/test metrics against N sampled filtered "
          "candidates per query instead of every entity (results carry \"sampled\": N; 0: every entity)", int,
          tasks=COMPLETION),
+    Flag("train.test_limit", "rank only the first N test queries in the final metrics (a sample on large "
+         "graphs: the loaders shuffle the splits; results carry \"limit\": N; 0: all)", int),
     Flag("encoder.hidden", "width of the encoder (and of the RotatE entity vectors)", int),
     Flag("encoder.readout", "graph, mean, attention_weighted or global_weighted"),
     Flag("modalities", "comma-separated, e.g. structure,image,text"),

@@ -62,15 +62,16 @@ class TrainConfig(Section):
     patience: int = 10              # stop after N evaluations without a better valid MRR
     eval_limit: int = 0             # rank only the first N valid triples during training (0: all)
     eval_candidates: int = 0        # completion: rank against N sampled candidates, not all entities (0: all)
+    test_limit: int = 0             # rank only the first N queries of the final test metrics (0: all)
     grad_clip: float = 0.0          # 0: off
     checkpoint_every: int = 1       # save a resumable checkpoint every N epochs
 
     def check(self) -> None:
-        """Counts and the learning rate positive; weight decay, clipping, eval limit and candidates not negative."""
+        """Counts and the learning rate positive; weight decay, clipping, limits and candidates not negative."""
         positive(self, "train", "epochs", "batch_size", "negatives", "eval_every", "patience", "checkpoint_every")
         if not self.lr > 0:
             raise ConfigValueError(f"train.lr must be positive, got {self.lr}", "train.lr")
-        for name in ("weight_decay", "grad_clip", "eval_limit", "eval_candidates"):
+        for name in ("weight_decay", "grad_clip", "eval_limit", "eval_candidates", "test_limit"):
             if getattr(self, name) < 0:
                 raise ConfigValueError(f"train.{name} must not be negative, got {getattr(self, name)}",
                                        f"train.{name}")

@@ -34,6 +34,16 @@ BEST = "best.pt"
 LOG = "metrics.jsonl"
 
 
+def final_limit(cfg: Any, split: str) -> int:
+    """How many queries of ``split`` the final metrics rank (``train.test_limit`` for test; 0: all)."""
+    return int(cfg.train.test_limit) if split == "test" else 0
+
+
+def with_limit(metrics: Dict[str, Any], limit: int) -> Dict[str, Any]:
+    """``metrics`` with ``"limit": limit`` when the final metrics ranked only the first ``limit`` queries."""
+    return {**metrics, "limit": int(limit)} if limit else metrics
+
+
 class Task(ABC):
     """What a task gives the trainer and the run functions (:mod:`snagkg.api.run`, export, report).
 
@@ -117,8 +127,10 @@ class Task(ABC):
         """Metrics on the validation split, as logged during training."""
 
     def final_evaluation(self, split: str) -> Dict[str, Any]:
-        """The metrics a finished run reports for ``split`` (default: :meth:`evaluate` of all of it)."""
-        return self.evaluate(split)
+        """The metrics a finished run reports for ``split`` (default: :meth:`evaluate` of all of it, the
+        first ``train.test_limit`` queries of test when it is set)."""
+        limit = final_limit(self.cfg, split)
+        return with_limit(self.evaluate(split, limit=limit), limit)
 
     # -- bookkeeping ------------------------------------------------------------
     @abstractmethod
