@@ -114,3 +114,19 @@ def test_overriding_rows_of_a_mapped_table_reads_it_into_memory_and_restores_it(
         assert "image" not in ent._mapped  # now a buffer
         assert not ent.table("image")[rows].any() and ent.missing("image")[rows].all()
     assert torch.equal(ent.table("image"), before)
+
+
+def test_make_table_owning_its_values_fills_them_in_place_with_the_same_result():
+    """``make_table(..., own=True)`` (the builders of the alignment bags): no copy of the table, the same
+    filled values, mean and std as the copying path, which leaves the caller's array untouched."""
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((50, 6)).astype(np.float32)
+    missing = np.zeros(50, dtype=bool)
+    missing[[2, 9, 31]] = True
+    original = values.copy()
+    copied = make_table("char", values, missing, seed=4)
+    assert np.array_equal(values, original) and copied.values is not values
+    owned = make_table("char", values, missing, seed=4, own=True)
+    assert owned.values is values  # filled in place
+    assert np.array_equal(owned.values, copied.values)
+    assert np.array_equal(owned.mean, copied.mean) and np.array_equal(owned.std, copied.std)

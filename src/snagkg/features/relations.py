@@ -87,7 +87,7 @@ def relation_bag(graph, top: int, seed: int = 0) -> FeatureTable:
                                                top, missing="no_count")
     if len(chosen) == 0:  # no relation counted at all: one all-missing column
         values, missing = np.zeros((graph.num_entities, 1), dtype=np.float32), np.ones(graph.num_entities, bool)
-    return make_table("relation", values, missing, seed=seed)
+    return make_table("relation", values, missing, seed=seed, own=True)
 
 
 def attribute_bag(pair, top: int, seed: int = 0) -> FeatureTable:
@@ -103,7 +103,7 @@ def attribute_bag(pair, top: int, seed: int = 0) -> FeatureTable:
     c = col[at[:, 1]]
     ok = c >= 0
     values[at[ok, 0], c[ok]] = 1.0
-    return make_table("attribute", values, values.sum(axis=1) == 0, seed=seed)
+    return make_table("attribute", values, values.sum(axis=1) == 0, seed=seed, own=True)
 
 
 def build_relation_features(dataset, top: int = 1000, output: Optional[str] = None,

@@ -119,8 +119,8 @@ def char_bigrams(graph, vocab: int, seed: int = 0) -> FeatureTable:
     values[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = np.asarray(vals, dtype=np.float32)
     norm = np.linalg.norm(values, axis=1, keepdims=True)
     missing = norm[:, 0] == 0
-    values = values / np.maximum(norm, 1e-12)
-    return make_table("char", values, missing, seed=seed)
+    np.divide(values, np.maximum(norm, 1e-12), out=values)
+    return make_table("char", values, missing, seed=seed, own=True)
 
 
 def text_encoder_available() -> bool:
