@@ -206,7 +206,7 @@ def test_scale_benchmark_measures_every_index(trained_pair, tmp_path):
     out = tmp_path / "scale.json"
     proc = subprocess.run([sys.executable, str(script), str(trained_pair / "run"), "--sample", "40",
                            "--indexes", "exact,flat,ivf", "--cells", "4", "--probe", "4", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     rows = {r["index"]: r for r in report["rows"]}
@@ -214,3 +214,16 @@ def test_scale_benchmark_measures_every_index(trained_pair, tmp_path):
     assert rows["exact"]["hits@1"] == rows["flat"]["hits@1"] == rows["ivf"]["hits@1"]
     assert rows["ivf"]["recall@10_cosine"] == 1.0 and rows["ivf"]["recall@10_csls"] == 1.0
     assert "recall@10_cosine" not in rows["flat"]
+
+
+def test_entity_vectors_fused_in_chunks_equal_one_call(trained_pair):
+    """Evaluation fuses a large graph's entities in chunks (the GAT once over the whole graph): the
+    vectors of every entity, and of an index, equal those of one call."""
+    import snagkg
+    model = snagkg.load_run(trained_pair / "run", device="cpu").model
+    whole = model.entity_vectors()
+    assert torch.allclose(model.entity_vectors(chunk=97), whole, atol=1e-6, rtol=0)
+    index = torch.tensor([5, 3, 400, 3, 599, 0] * 30)
+    assert torch.allclose(model.entity_vectors(index, chunk=7), whole[index], atol=1e-6, rtol=0)
+    model.eval()
+    assert torch.equal(model.entity_vectors(index), F.normalize(model.fuse(index).vector.float(), dim=-1))

@@ -40,6 +40,9 @@ DYNAMIC_BUFFERS = ("added_links", "pending_links")
 #: on synthetic pairs (dbp15k-cpu, 1 thread) an epoch cost the same either way at 2k and 5k a side, and
 #: sampled was 1.16x faster at 10k, 1.45x at 15k, 1.55x at 50k (BENCHMARKS.md, "Alignment at scale")
 SAMPLED_FROM = 20_000
+#: :meth:`AlignmentModel.entity_vectors` fuses this many entities at a time (the encoder's activations of
+#: a million entities at once do not fit in 24 GB; every DBP15K split is one chunk)
+ENCODE_CHUNK = 1 << 17
 #: parameter names of checkpoints written before the shared representation existed
 LEGACY_KEYS = (("entity", "entities.structure.weight"), ("gat.", "entities.structure.gat."),
                ("encoder.", "entities.encoder."), ("uncertainty.", "loss.uncertainty."))
@@ -159,12 +162,30 @@ class AlignmentModel(nn.Module):
         return self.entities(index)
 
     @torch.no_grad()
-    def entity_vectors(self, index: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Clean (eval mode), L2-normalised readout vectors of ``index`` (all by default), float32."""
+    def entity_vectors(self, index: Optional[torch.Tensor] = None, chunk: int = ENCODE_CHUNK) -> torch.Tensor:
+        """Clean (eval mode), L2-normalised readout vectors of ``index`` (all by default), float32.
+
+        The structure source (the GAT) runs once over the whole graph; the encoder then fuses ``chunk``
+        entities at a time, so its activations stay bounded (a graph of at most ``chunk`` entities, or
+        ``index`` of at most ``chunk``, is fused in one call, as :meth:`fuse` does)."""
         was = self.training
         self.eval()
         try:
-            return F.normalize(self.fuse(index).vector.float(), dim=-1)
+            inputs, sub = self.entities.entity_inputs(index)
+            count = len(sub) if sub is not None else next(iter(inputs.values())).shape[0]
+            if count <= chunk:
+                return F.normalize(self.entities.encode(inputs, sub).vector.float(), dim=-1)
+            out = None
+            for s in range(0, count, chunk):
+                if sub is not None:
+                    part = self.entities.encode(inputs, sub[s:s + chunk]).vector
+                else:
+                    part = self.entities.encode({m: x[s:s + chunk] for m, x in inputs.items()}).vector
+                part = F.normalize(part.float(), dim=-1)
+                if out is None:
+                    out = part.new_empty((count, part.shape[1]))
+                out[s:s + len(part)] = part
+            return out
         finally:
             self.train(was)
 
