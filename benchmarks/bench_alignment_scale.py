@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=-1, help="ivf cells (default: the run's alignment.index_cells)")
     ap.add_argument("--probe", type=int, default=-1, help="ivf cells searched / hnsw efSearch (default: the run's)")
     ap.add_argument("--recall", type=int, default=2000, help="left entities of the recall@10 measurement (0: none)")
+    ap.add_argument("--recall-only", action="store_true",
+                    help="measure only the cosine recall@10 of each approximate index (no metrics, no context)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args()
@@ -64,6 +66,15 @@ def main() -> None:
         options = inter.retrieval(name)
         index = options.pop("index")
         hub = options.pop("hubness")
+        if args.recall_only:
+            if index in ("ivf", "hnsw"):
+                t = time.perf_counter()
+                row = {"index": index, "cells": inter.cells, "probe": inter.probe,
+                       **recall(x, y, None, min(args.recall or 2000, x.shape[0]), index, options),
+                       "recall_s": round(time.perf_counter() - t, 1), "peak_gib": round(common.peak_rss_mb() / 1024, 2)}
+                report["rows"].append(row)
+                common.log(json.dumps(row))
+            continue
         t = time.perf_counter()
         rx, ry = context64(x, y, k, index, hubness=hub, **options)
         context_s = time.perf_counter() - t
@@ -89,16 +100,18 @@ def main() -> None:
 
 def recall(x, y, ry, n, index, options):
     """Recall@10 of ``index`` against exact search for the first ``n`` rows of ``x``: over ``y`` by cosine,
-    and over the CSLS-augmented ``[2y, -r_x(y)]`` queried with ``[x, 1]`` (``ry`` as that index gave it)."""
+    and over the CSLS-augmented ``[2y, -r_x(y)]`` queried with ``[x, 1]`` (``ry`` as that index gave it;
+    ``None``: cosine only)."""
     import torch
 
     from snagkg.tasks.alignment.retrieval import Searcher
     opts = {"nlist": options["nlist"], "probe": options["probe"], "seed": options["seed"]}
     q = x[:n]
-    aug = torch.cat([2.0 * y, -ry.float()[:, None]], dim=1)
-    qa = torch.cat([q, torch.ones(n, 1)], dim=1)
     out = {"recall_queries": n}
-    for name, base, queries in (("cosine", y, q), ("csls", aug, qa)):
+    pairs = [("cosine", y, q)]
+    if ry is not None:
+        pairs.append(("csls", torch.cat([2.0 * y, -ry.float()[:, None]], dim=1), torch.cat([q, torch.ones(n, 1)], dim=1)))
+    for name, base, queries in pairs:
         truth = Searcher(base, "exact").search(queries, 10)[1]
         got = Searcher(base, index, **opts).search(queries, 10)[1]
         out[f"recall@10_{name}"] = round(_recall(truth, got), 4)
