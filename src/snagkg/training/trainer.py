@@ -34,16 +34,6 @@ BEST = "best.pt"
 LOG = "metrics.jsonl"
 
 
-def final_limit(cfg: Any, split: str) -> int:
-    """How many queries of ``split`` the final metrics rank (``train.test_limit`` for test; 0: all)."""
-    return int(cfg.train.test_limit) if split == "test" else 0
-
-
-def with_limit(metrics: Dict[str, Any], limit: int) -> Dict[str, Any]:
-    """``metrics`` with ``"limit": limit`` when the final metrics ranked only the first ``limit`` queries."""
-    return {**metrics, "limit": int(limit)} if limit else metrics
-
-
 class Task(ABC):
     """What a task gives the trainer and the run functions (:mod:`snagkg.api.run`, export, report).
 
@@ -126,11 +116,13 @@ class Task(ABC):
     def validate(self) -> Dict[str, Any]:
         """Metrics on the validation split, as logged during training."""
 
-    def final_evaluation(self, split: str) -> Dict[str, Any]:
-        """The metrics a finished run reports for ``split`` (default: :meth:`evaluate` of all of it, the
-        first ``train.test_limit`` queries of test when it is set)."""
-        limit = final_limit(self.cfg, split)
-        return with_limit(self.evaluate(split, limit=limit), limit)
+    def final_evaluation(self, split: str, **options: Any) -> Dict[str, Any]:
+        """The metrics a finished run reports for ``split``: :meth:`evaluate` (with ``options``) of all of
+        it, or of the first ``train.test_limit`` queries of test when that is set (the metrics then carry
+        ``"limit"``)."""
+        limit = int(self.cfg.train.test_limit) if split == "test" else 0
+        metrics = self.evaluate(split, limit=limit, **options)
+        return {**metrics, "limit": limit} if limit else metrics
 
     # -- bookkeeping ------------------------------------------------------------
     @abstractmethod

@@ -33,7 +33,6 @@ from snagkg.tasks.completion.sampler import make_sampler
 from snagkg.training import distributed
 from snagkg.training.sparse import split_optimizer
 from snagkg.training.graph_task import GraphTask
-from snagkg.training.trainer import final_limit, with_limit
 
 
 def resolve_modalities(kg: KnowledgeGraph, requested: Optional[Sequence[str]]) -> List[str]:
@@ -172,11 +171,9 @@ class CompletionTask(GraphTask):
         return rank_triples(self.entity_vectors(), self.model.interaction, triples, self.filters,
                             ties or self.cfg.ties).numpy()
 
-    def final_evaluation(self, split: str) -> Dict[str, Any]:
-        """All of ``split`` (the first ``train.test_limit`` queries of test when it is set), against
-        ``train.eval_candidates`` sampled candidates when it is set."""
-        limit = final_limit(self.cfg, split)
-        return with_limit(self.evaluate(split, candidates=self.cfg.train.eval_candidates, limit=limit), limit)
+    def final_evaluation(self, split: str, **options: Any) -> Dict[str, Any]:
+        """:meth:`Task.final_evaluation`, against ``train.eval_candidates`` sampled candidates when it is set."""
+        return super().final_evaluation(split, candidates=self.cfg.train.eval_candidates, **options)
 
     def predict(self, head: Optional[str] = None, relation: Optional[str] = None, tail: Optional[str] = None,
                 top: int = 10, include_known: bool = False, targets=None):
