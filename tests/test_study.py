@@ -3,6 +3,7 @@ the statistics against hand computations, a tiny study end to end with resume af
 errors, and the robustness patterns (long-tail, corrupt)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -277,6 +278,24 @@ def test_summary_lists_unfinished_runs(fake_study):
 
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_study_report_writes_its_plots_as_png_files(fake_study, tmp_path, capsys):
+    out, figures = tmp_path / "study.html", tmp_path / "figures"
+    assert main(["report", str(fake_study), "--output", str(out), "--figures", str(figures)]) == 0
+    assert sorted(p.name for p in figures.iterdir()) == ["intensity.png", "robustness-uniform-image.png"]
+    html = out.read_text()
+    for png in figures.iterdir():  # the files are the page's plots, byte for byte
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG") and base64.b64encode(data).decode("ascii") in html
+    assert "plots as PNG files in" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(fake_study), "--output", str(out), "--figures", str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["report", str(run), "--output", str(out), "--figures", str(figures)]) == 2
+    assert "--figures is for one study folder" in capsys.readouterr().err
 
 
 def test_study_report(fake_study, tmp_path):

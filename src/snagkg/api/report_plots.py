@@ -24,11 +24,21 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def png(fig) -> str:
-    """A matplotlib figure as a PNG data URI (no timestamp or software tag: the same bytes every time)."""
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (no timestamp or software tag: the same bytes every time)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=96, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def data_uri(data: bytes) -> str:
+    """PNG bytes as a data URI (a page that needs no network)."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def png(fig) -> str:
+    """A matplotlib figure as a PNG data URI (no timestamp or software tag: the same bytes every time)."""
+    return data_uri(png_bytes(fig))
 
 
 def curves(Figure, runs: Sequence[Any]) -> Optional[str]:

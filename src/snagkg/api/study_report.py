@@ -3,20 +3,21 @@
 The page holds the variants' metrics over seeds, the paired differences with their intervals (and
 whether each is resolved), MRR against the noise intensity with error bars (one standard deviation
 over seeds), and each robustness sweep as MRR against the share perturbed, one line per variant with
-a band of one standard deviation over seeds. Plots are PNG data URIs: the page needs no network.
+a band of one standard deviation over seeds. Plots are PNG data URIs: the page needs no network;
+``figures=`` also writes them as PNG files.
 Needs the ``report`` extra (jinja2 and matplotlib).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from snagkg.api.report import _deps
-from snagkg.api.report_plots import png as _png
+from snagkg.api.report_plots import data_uri, png_bytes
 from snagkg.api.study import SPEC_FILE
 from snagkg.api.study_summary import StudySummary, summarize_study
 from snagkg.runtime.errors import PathLike, SnagError
-from snagkg.runtime.io import write_text
+from snagkg.runtime.io import write_bytes, write_text
 from snagkg.runtime.version import __version__
 
 TEMPLATE = """<!doctype html>
@@ -55,7 +56,7 @@ is the smallest and largest per-seed difference. A difference whose interval inc
 """
 
 
-def _intensity_plot(Figure, summary: StudySummary) -> Optional[str]:
+def _intensity_plot(Figure, summary: StudySummary) -> Optional[bytes]:
     if not summary.intensity or not summary.intensity[1]:
         return None
     key, points = summary.intensity
@@ -67,10 +68,11 @@ def _intensity_plot(Figure, summary: StudySummary) -> Optional[str]:
     ax.set_ylabel("test MRR (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
-def _sweep_plots(Figure, summary: StudySummary) -> List[tuple]:
+def _sweep_plots(Figure, summary: StudySummary) -> List[Tuple[str, str, bytes]]:
+    """(title, file name, PNG) of each (pattern, modality) sweep."""
     out = []
     keys = sorted({(s.pattern, s.modality) for s in summary.sweeps})
     for pattern, modality in keys:
@@ -88,12 +90,16 @@ def _sweep_plots(Figure, summary: StudySummary) -> List[tuple]:
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        out.append((f"{pattern}, {modality}", _png(fig)))
+        out.append((f"{pattern}, {modality}", f"robustness-{pattern}-{modality}.png", png_bytes(fig)))
     return out
 
 
-def write_study_report(folder: PathLike, output: PathLike, samples: int = 2000) -> Path:
-    """Write the HTML page of the study in ``folder`` to ``output`` (atomically); returns its path."""
+def write_study_report(folder: PathLike, output: PathLike, samples: int = 2000,
+                       figures: Optional[PathLike] = None) -> Path:
+    """Write the HTML page of the study in ``folder`` to ``output`` (atomically); returns its path.
+
+    With ``figures``, each plot is also written there as a PNG file (``intensity.png``,
+    ``robustness-<pattern>-<modality>.png``: the page's bytes), for a paper or a Markdown page."""
     folder = Path(folder)
     if not (folder / SPEC_FILE).is_file():
         raise SnagError(f"not a study folder (no {SPEC_FILE})", folder)
@@ -102,11 +108,21 @@ def write_study_report(folder: PathLike, output: PathLike, samples: int = 2000) 
     out = Path(output)
     if out.is_dir():
         raise SnagError("output path is a folder; give a file name such as report.html", out)
+    if figures is not None and Path(figures).exists() and not Path(figures).is_dir():
+        raise SnagError("the figures path exists and is not a folder", figures)
+    intensity, sweeps = _intensity_plot(Figure, summary), _sweep_plots(Figure, summary)
+    if figures is not None:
+        Path(figures).mkdir(parents=True, exist_ok=True)
+        named = ([("intensity.png", intensity)] if intensity else []) + [(name, data) for _, name, data in sweeps]
+        for name, data in named:
+            write_bytes(Path(figures) / name, data)
     env = jinja2.Environment(autoescape=True)
     html = env.from_string(TEMPLATE).render(
         name=folder.name, runs=sum(len(v.seeds) for v in summary.variants), unfinished=summary.unfinished,
         variants=summary.variants, differences=summary.differences,
-        intensity=_intensity_plot(Figure, summary), intensity_key=summary.intensity[0] if summary.intensity else "",
-        sweeps=_sweep_plots(Figure, summary), ratios=summary.lost_ratio, ratio_of=summary.ratio_of, version=__version__)
+        intensity=data_uri(intensity) if intensity else None,
+        intensity_key=summary.intensity[0] if summary.intensity else "",
+        sweeps=[(title, data_uri(data)) for title, _, data in sweeps], ratios=summary.lost_ratio,
+        ratio_of=summary.ratio_of, version=__version__)
     write_text(out, html)
     return out
