@@ -20,7 +20,8 @@ SRC = Path(snagkg.__file__).resolve().parent
 
 #: a value each flag can take that differs from the default, when the flag needs one
 _STRINGS = {"dataset": "some/folder", "encoder.readout": "graph", "modalities": "structure", "device": "cpu",
-            "dataset_split": "0.6,0.2,0.2", "dataset_columns": "h,t,r", "alignment.gat_fanout": "15,10"}
+            "dataset_split": "0.6,0.2,0.2", "dataset_columns": "h,t,r", "alignment.gat_fanout": "15,10",
+            "task": "alignment"}
 _EXPECTED = {"modalities": ("structure",), "alignment.gat_fanout": (15, 10)}
 #: other flags a flag needs to resolve (a config check would refuse it alone)
 _NEEDS = {"completion.residual_gate": ["--structure-residual"], "encoder.fusion": ["--modalities", "structure"]}
@@ -77,7 +78,10 @@ def test_flag_table_is_consistent():
         if section in C.TASKS:  # a task's own options apply to that task only
             assert f.tasks == (section,), f.key
         assert f.tasks is None or set(f.tasks) <= set(C.TASKS)
-    assert next(f for f in TRAIN_FLAGS if f.key == "task").choices == tuple(C.TASKS)
+    # --task offers the registered tasks (the parser reads them from the registry, not a list of names)
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if "--task" in a.option_strings)
+    assert tuple(train.choices) == tuple(C.TASKS) == ("completion", "alignment")
     # the flags whose name is not the key's last part
     assert {f.key: f.flag for f in TRAIN_FLAGS if f.flag != "--" + f.key.split(".")[-1].replace("_", "-")} == {
         "noise.ratio": "--noise-ratio", "noise.mask": "--mask-ratio", "noise.structure_scale": "--structure-noise-scale",

@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(e.g. the best.yaml of snagkg tune)")
     t.add_argument("--config", help="YAML file overriding the preset")
     for flag in TRAIN_FLAGS:
+        if flag.key == "task":  # the registered tasks: a new task package adds its name here
+            flag = replace(flag, choices=tuple(C.TASKS))
         flag.add_to(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a run already in --output")

@@ -67,7 +67,7 @@ class Flag:
 
 #: every ``snagkg train`` flag that sets a config key, in ``--help`` order
 TRAIN_FLAGS: Tuple[Flag, ...] = (
-    Flag("task", "completion (default) or alignment (default preset: dbp15k)", choices=("completion", "alignment")),
+    Flag("task", "completion (default) or alignment (default preset: dbp15k)"),  # choices: the task registry
     Flag("dataset", "dataset: 'synthetic', an OpenKE folder, a triples file (.tsv, .csv, .txt, .nt, .ttl, .nq, "
          "optionally .gz) or a folder of train/valid/test triples files"),
     Flag("dataset_split", "one triples file: train,valid,test shares (default 0.8,0.1,0.1)", flag="--split",
