@@ -89,6 +89,26 @@ def _spec(tmp_path: Path, text: str) -> Path:
     ("dataset: synthetic\nseeds: [1]\nvariants:\n  a: {}\ncompare:\n  - [a, b]\n", 5, "'b' is not a variant"),
     ("dataset: synthetic\nseeds: [1]\nvariants:\n  a: {noise: {ratio: 2.0}}\n", 4, "variant 'a'"),
     ("dataset: synthetic\nseeds: [1]\nvariants:\n  a/b: {}\n", 4, "variant name 'a/b'"),
+    # mistakes that would otherwise surface after the training, or run something else than asked
+    ("preset: nope\ndataset: synthetic\nseeds: [1]\nvariants: {a: {}}\n", 1, "unknown preset 'nope'"),
+    ("dataset: synthetic\nseeds: [1]\nbase: {train: {lr: -1}}\nvariants: {a: {}}\n", 3, "lr"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\ncompare: [[a, a]]\n", 4, "compared with itself"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nintensity:\n  x: noise.ratioo\n  variants: [a]\n", 5,
+     "'noise.ratioo' is not a config key"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nintensity: {x: noise.ratio, variants: [a], y: 1}\n", 4,
+     "intensity: unknown key 'y'"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  modalites: [image]\n", 6,
+     "robustness: unknown key 'modalites'"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  modalities: image\n", 6,
+     "robustness modalities must be a non-empty list"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  patterns: uniform\n", 6,
+     "robustness patterns must be a non-empty list"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  levels: [0, x]\n", 6,
+     "levels must be numbers"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  levels: 5\n", 6,
+     "levels must be a non-empty list"),
+    ("dataset: synthetic\nseeds: [1]\nvariants: {a: {modalities: [structure, image]}}\nrobustness:\n"
+     "  variants: [a]\n  modalities: [text]\n", 6, "modality 'text' is not a modality of variant 'a'"),
 ])
 def test_spec_errors_name_the_file_and_line(tmp_path, capsys, text, where, what):
     spec = _spec(tmp_path, text)

@@ -39,6 +39,8 @@ SPEC_FILE = "study.yaml"
 RANKS_FILE = "ranks.test.npy"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PATTERNS = ("uniform", "long-tail", "corrupt")
+#: how config errors name a SPEC's overrides before they are placed at the SPEC's line
+OVERRIDES = "study overrides"
 
 
 @dataclass(frozen=True)
@@ -72,22 +74,77 @@ class StudySpec:
 
     def config_of(self, variant: str, seed: int) -> C.RunConfig:
         """The resolved run config of ``variant`` at ``seed`` (dataset made absolute)."""
-        merged = {**flatten(self.base), **flatten(self.variants[variant])}
+        try:
+            return self._resolve({**flatten(self.base), **flatten(self.variants[variant])}, seed)
+        except SnagError as exc:
+            if _elsewhere(exc):  # a config or preset file's own mistake keeps its file and line
+                raise
+            raise SnagError(f"variant {variant!r}: {exc.message}", self.source,
+                            self.lines.get(("variants", variant))) from None
+
+    def _resolve(self, merged: Dict[str, Any], seed: int) -> C.RunConfig:
         overrides = {k: (",".join(map(str, v)) if k == "modalities" and isinstance(v, list) else v)
                      for k, v in merged.items()}
         overrides.update({"dataset": self.dataset, "seed": seed})
-        try:
-            cfg = C.resolve(preset=self.preset, config_file=self.config, overrides=overrides)
-        except SnagError as exc:
-            raise SnagError(f"variant {variant!r}: {exc.message}", self.source,
-                            self.lines.get(("variants", variant))) from None
-        return _absolute_dataset(cfg)
+        return _absolute_dataset(C.resolve(preset=self.preset, config_file=self.config, overrides=overrides,
+                                           overrides_source=OVERRIDES))
+
+
+def _elsewhere(exc: SnagError) -> bool:
+    """Whether ``exc`` names a file of its own (a config or preset file), not the SPEC's overrides."""
+    return exc.path is not None and exc.path != OVERRIDES
 
 
 def _seq(value: Any, what: str, path: str, line: Optional[int]) -> list:
     if not isinstance(value, list) or not value:
         raise SnagError(f"{what} must be a non-empty list", path, line)
     return value
+
+
+def _names(value: Any, what: str, path: str, line: Optional[int]) -> Tuple[str, ...]:
+    items = _seq(value, what, path, line)
+    if not all(isinstance(v, str) and v for v in items):
+        raise SnagError(f"{what} must be a list of names", path, line)
+    return tuple(items)
+
+
+def _known_keys(mapping: Dict[str, Any], known: Tuple[str, ...], what: str, src: str,
+                line: Callable[..., Optional[int]]) -> None:
+    for key in mapping:
+        if key not in known:
+            raise SnagError(f"{what}: unknown key {key!r} (known: {', '.join(known)})", src, line(what, str(key)))
+
+
+def _check_against(spec: StudySpec, line: Callable[..., Optional[int]]) -> None:
+    """What needs the resolved configs: the preset and base alone, each variant, the intensity key
+    and the swept modalities (before any run trains: a mistake found after hours of training is
+    found too late)."""
+    src = spec.source
+    try:
+        base = spec._resolve(flatten(spec.base), spec.seeds[0])
+    except SnagError as exc:
+        if _elsewhere(exc):
+            raise
+        where = "base" if spec.base and line("base") else ("preset" if spec.preset else "config")
+        raise SnagError(exc.message, src, line(where)) from None
+    configs = {v: spec.config_of(v, spec.seeds[0]) for v in spec.variants}
+    if spec.intensity is not None:
+        key = spec.intensity[0]
+        if key not in flatten(base.to_dict()):
+            raise SnagError(f"intensity x {key!r} is not a config key (a dotted key such as noise.ratio)", src,
+                            line("intensity", "x"))
+    sweep = spec.robustness
+    if sweep is not None:
+        for v in sweep.variants:
+            mods = configs[v].modalities
+            if mods is None:  # every table of the dataset: checked once the data is read, after training
+                continue
+            for entry in sweep.modalities:  # a modality, a comma-separated list of them, or all
+                for m in entry.split(","):
+                    if m != "all" and m not in mods:
+                        raise SnagError(f"robustness modality {m!r} is not a modality of variant {v!r} "
+                                        f"(its modalities: {', '.join(mods)}; or all)", src,
+                                        line("robustness", "modalities"))
 
 
 def load_spec(path: PathLike) -> StudySpec:
@@ -119,33 +176,42 @@ def load_spec(path: PathLike) -> StudySpec:
     for pair in data.get("compare") or []:
         if not isinstance(pair, list) or len(pair) != 2:
             raise SnagError("compare holds pairs [a, b] of variant names", src, line("compare"))
-        compare.append(names(pair, "compare", "compare"))
+        pair = names(pair, "compare", "compare")
+        if pair[0] == pair[1]:
+            raise SnagError(f"compare: {pair[0]!r} is compared with itself", src, line("compare"))
+        compare.append(pair)
     intensity = None
     if data.get("intensity") is not None:
         inten = data["intensity"]
         if not isinstance(inten, dict) or not isinstance(inten.get("x"), str):
             raise SnagError("intensity needs x (a dotted config key) and variants", src, line("intensity"))
+        _known_keys(inten, ("x", "variants"), "intensity", src, line)
         intensity = (inten["x"], names(inten.get("variants"), "intensity variants", "intensity", "variants"))
     sweep = None
     if data.get("robustness") is not None:
         rob = data["robustness"]
         if not isinstance(rob, dict):
             raise SnagError("robustness must be a mapping", src, line("robustness"))
-        patterns = tuple(rob.get("patterns") or ("uniform",))
+        _known_keys(rob, ("variants", "modalities", "patterns", "levels"), "robustness", src, line)
+        patterns = _names(rob.get("patterns", ["uniform"]), "robustness patterns", src, line("robustness", "patterns"))
         for p in patterns:
             if p not in PATTERNS:
                 raise SnagError(f"robustness pattern {p!r} is not one of {', '.join(PATTERNS)}", src,
                                 line("robustness", "patterns"))
-        levels = tuple(float(v) for v in rob.get("levels") or RobustnessSweep.levels)
+        levels = tuple(_seq(rob.get("levels", list(RobustnessSweep.levels)), "robustness levels", src,
+                            line("robustness", "levels")))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+            raise SnagError("robustness levels must be numbers in [0, 1]", src, line("robustness", "levels"))
+        levels = tuple(float(v) for v in levels)
         if 0.0 not in levels or any(not 0.0 <= v <= 1.0 for v in levels):
             raise SnagError("robustness levels must lie in [0, 1] and include 0", src, line("robustness", "levels"))
         sweep = RobustnessSweep(names(rob.get("variants"), "robustness variants", "robustness", "variants"),
-                                tuple(str(m) for m in rob.get("modalities") or ("all",)), patterns, levels)
+                                _names(rob.get("modalities", ["all"]), "robustness modalities", src,
+                                       line("robustness", "modalities")), patterns, levels)
     spec = StudySpec(dataset=data["dataset"], seeds=tuple(seeds), variants=variants, preset=data.get("preset"),
                      config=data.get("config"), base=dict(data.get("base") or {}), compare=tuple(compare), intensity=intensity, robustness=sweep,
                      source=src, lines=dict(lines))
-    for v in variants:  # every variant resolves (names the variant and line of a bad override)
-        spec.config_of(v, seeds[0])
+    _check_against(spec, line)  # every variant resolves (names the variant and line of a bad override)
     return spec
 
 

@@ -312,7 +312,8 @@ def describe_preset(name: str) -> Tuple[str, str]:
 
 def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
             overrides: Optional[Dict[str, Any]] = None, base: Optional[RunConfig] = None,
-            before_check: Optional[Callable[[RunConfig], None]] = None) -> RunConfig:
+            before_check: Optional[Callable[[RunConfig], None]] = None,
+            overrides_source: str = COMMAND_LINE) -> RunConfig:
     """Build the run config: defaults < preset < YAML file < overrides.
 
     Without a preset, a config file or ``base`` the config records the keys ``overrides`` set
@@ -323,7 +324,8 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
     An out-of-range value is reported at the file and line (or the command
     line) that set it. ``before_check(cfg)``, if given, sees the merged config
     before any value is checked (the command line checks which task its flags
-    apply to there).
+    apply to there). ``overrides_source`` names the overrides in errors (the command line's
+    name the flag too; a study passes its own label and places the error in its SPEC).
     """
     cfg = base or RunConfig()
     file_data: Dict[str, Any] = {}
@@ -359,13 +361,13 @@ def resolve(preset: Optional[str] = None, config_file: Optional[str] = None,
                 nested.setdefault(sec, {})[sub] = value
             else:
                 nested[key] = value
-        cfg = apply_mapping(cfg, nested, COMMAND_LINE)
-        layers.insert(0, (COMMAND_LINE, nested, {}))
+        cfg = apply_mapping(cfg, nested, overrides_source)
+        layers.insert(0, (overrides_source, nested, {}))
     if not preset and not config_file and base is None:  # training fills the rest from the graph
         cfg = replace(cfg, explicit=frozenset(k for k, v in (overrides or {}).items() if v is not None))
     if before_check is not None:
         before_check(cfg)
-    return _checked(cfg, layers, config_file or COMMAND_LINE)
+    return _checked(cfg, layers, config_file or overrides_source)
 
 
 def dump(cfg: RunConfig) -> str:
