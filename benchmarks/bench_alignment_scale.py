@@ -42,10 +42,7 @@ def main() -> None:
 
     import snagkg
     from snagkg.evaluation.ranking import summarize
-    from snagkg.tasks.alignment.metrics import (
-        _ranks,  # the ranking half of rank_alignment
-    )
-    from snagkg.tasks.alignment.retrieval import context64
+    from snagkg.tasks.alignment.metrics import rank_alignment
 
     common.log(common.environment())
     t0 = time.perf_counter()
@@ -75,17 +72,14 @@ def main() -> None:
                 report["rows"].append(row)
                 common.log(json.dumps(row))
             continue
-        t = time.perf_counter()
-        rx, ry = context64(x, y, k, index, hubness=hub, **options)
-        context_s = time.perf_counter() - t
-        t = time.perf_counter()
         count = x.shape[0] if not args.sample else min(args.sample, x.shape[0])
-        lr, n_lr = _ranks(x, y, rx, ry, count, task.cfg.ties, 2048, index, hubness=hub, **options)
-        rl, n_rl = _ranks(y, x, ry, rx, count, task.cfg.ties, 2048, index, hubness=hub, **options)
-        rank_s = time.perf_counter() - t
+        info: dict = {}
+        lr, rl = rank_alignment(x, y, k, task.cfg.ties, limit=count, index=index, info=info, hubness=hub, **options)
+        context_s, rank_s, n_exhaustive = info["context_seconds"], info["rank_seconds"], info["exhaustive"]
+        ry = info["context"][1]
         m, m_rl = summarize(lr), summarize(rl)
         row = {"index": index, "cells": inter.cells, "probe": inter.probe, "context_s": round(context_s, 1),
-               "rank_s": round(rank_s, 1), "eval_s": round(context_s + rank_s, 1), "exhaustive": n_lr + n_rl,
+               "rank_s": round(rank_s, 1), "eval_s": round(context_s + rank_s, 1), "exhaustive": n_exhaustive,
                "hits@1": round(100 * m["hits@1"], 2), "mrr": round(m["mrr"], 4),
                "rl_hits@1": round(100 * m_rl["hits@1"], 2),
                "peak_gib": round(common.peak_rss_mb() / 1024, 2)}

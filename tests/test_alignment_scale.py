@@ -33,6 +33,17 @@ def _pair(n=300, d=16, noise=0.6, seed=0):
     return x, y
 
 
+def test_rank_alignment_reports_its_context_and_timings():
+    """``info`` gets the context it ranked with (what context64 computes) and the seconds of each half."""
+    from snagkg.tasks.alignment.retrieval import context64
+    x, y = _pair()
+    info = {}
+    rank_alignment(x, y, k=3, limit=50, info=info)
+    rx, ry = context64(x, y, 3)
+    assert torch.equal(info["context"][0], rx) and torch.equal(info["context"][1], ry)
+    assert info["context_seconds"] > 0 and info["rank_seconds"] > 0 and info["exhaustive"] == 100
+
+
 def _no_faiss(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
 
