@@ -106,6 +106,8 @@ TRAIN_FLAGS: Tuple[Flag, ...] = (
     Flag("train.batch_size", "training batch size (triples, or links for alignment)", int),
     Flag("train.eval_every", "evaluate on the validation split every N epochs", int),
     Flag("train.patience", "stop after N evaluations without a better validation MRR", int),
+    Flag("train.eval_limit", "rank only the first N validation triples during training, for the selection "
+         "(the final valid/test metrics rank every triple; 0: all)", int, tasks=COMPLETION),
     Flag("train.eval_candidates", "rank validation and the final valid/test metrics against N sampled filtered "
          "candidates per query instead of every entity (results carry \"sampled\": N; 0: every entity)", int,
          tasks=COMPLETION),
