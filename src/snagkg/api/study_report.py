@@ -62,8 +62,14 @@ def _intensity_plot(Figure, summary: StudySummary) -> Optional[bytes]:
     key, points = summary.intensity
     fig = Figure(figsize=(5.5, 3.5))
     ax = fig.add_subplot()
-    ax.errorbar([x for x, _, _ in points], [100 * s.mean for _, _, s in points],
-                yerr=[100 * s.std for _, _, s in points], marker="o", capsize=4)
+    xs, ys = [x for x, _, _ in points], [100 * s.mean for _, _, s in points]
+    ax.errorbar(xs, ys, yerr=[100 * s.std for _, _, s in points], marker="o", capsize=4)
+    counts = {s.count for _, _, s in points}
+    if len(counts) > 1:  # say which points rest on fewer seeds
+        for x, y, (_, _, s) in zip(xs, ys, points):
+            ax.annotate(f"n={s.count}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    seeds = f"{counts.pop()} seeds" if len(counts) == 1 else "n seeds"
+    ax.set_title(f"mean and standard deviation over {seeds}", fontsize=9)
     ax.set_xlabel(key)
     ax.set_ylabel("test MRR (%)")
     ax.grid(alpha=0.3)
@@ -85,6 +91,7 @@ def _sweep_plots(Figure, summary: StudySummary) -> List[Tuple[str, str, bytes]]:
             sd = [100 * m.std for m in s.mrr]
             ax.plot(s.levels, mean, marker="o", label=s.variant)
             ax.fill_between(s.levels, [a - b for a, b in zip(mean, sd)], [a + b for a, b in zip(mean, sd)], alpha=0.2)
+        ax.set_title(f"{pattern}, {modality}: mean and one standard deviation over seeds", fontsize=9)
         ax.set_xlabel("share of entities perturbed")
         ax.set_ylabel("test MRR (%)")
         ax.legend()
