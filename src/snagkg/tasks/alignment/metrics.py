@@ -55,6 +55,7 @@ from snagkg.tasks.alignment.retrieval import (
     check_hubness,
     context64,
     count_better,
+    rows_per_chunk,
     score_margin,
     screen_scores,
 )
@@ -72,6 +73,7 @@ def _neighbourhood(q: torch.Tensor, c: torch.Tensor, k: int, chunk: int, hubness
     """Mean cosine (NICDM: mean distance) of every row of ``q`` to its ``k`` nearest rows of ``c``."""
     k = min(k, c.shape[0])
     out = torch.empty(q.shape[0], dtype=q.dtype, device=q.device)
+    chunk = rows_per_chunk(chunk, c.shape[0])
     for s in range(0, q.shape[0], chunk):
         top = (q[s:s + chunk] @ c.t()).topk(k, dim=1).values
         if hubness == "nicdm":

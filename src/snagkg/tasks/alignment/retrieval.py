@@ -3,7 +3,7 @@
 Indexes (``alignment.index``, ``snagkg align --index``):
 
 * ``exact``: chunked ``torch`` matrix products and ``topk`` (no extra needed; only
-  ``[chunk, n]`` blocks exist at a time).
+  ``[rows, n]`` blocks exist at a time, ``rows`` = ``chunk`` or fewer: see :func:`rows_per_chunk`).
 * ``flat``: Faiss ``IndexFlatIP`` (exact), queried in chunks.
 * ``ivf``: Faiss ``IndexIVFFlat`` (approximate: ``nlist`` k-means cells, default
   ``4 sqrt(n)``; ``nprobe`` cells searched, default a quarter of them and at least
@@ -54,6 +54,8 @@ from snagkg.tasks.alignment.config import HUBNESS, INDEXES
 FAISS_INDEXES = ("flat", "ivf", "hnsw")
 APPROXIMATE = ("ivf", "hnsw")
 CHUNK = 2048
+#: the most score entries a block of queries against every candidate holds at once (float32: 256 MiB)
+SCORE_BUDGET = 1 << 26
 INSTALL_HINT = "pip install 'snagkg[faiss]' (faiss-cpu)"
 #: the smallest NICDM neighbourhood distance ``mu`` (a vector whose ``k`` nearest are its duplicates has 0)
 MU_FLOOR = 1e-6
@@ -124,6 +126,12 @@ def pair_dots(a: torch.Tensor, b: torch.Tensor, ai: Optional[torch.Tensor] = Non
     return out
 
 
+def rows_per_chunk(chunk: int, candidates: int) -> int:
+    """Queries scored at once against ``candidates`` rows: ``chunk``, or fewer so that a block holds at
+    most :data:`SCORE_BUDGET` scores (2,048 x 700,000 float32 alone is 5.7 GB); at least 1."""
+    return max(1, min(int(chunk), SCORE_BUDGET // max(1, int(candidates))))
+
+
 class Searcher:
     """k nearest rows of ``base`` (``[n, d]`` float32) by inner product, through index ``kind``
     (``exact``, ``flat``, ``ivf`` or ``hnsw``; see the module)."""
@@ -177,8 +185,9 @@ class Searcher:
         if k == 0 or q == 0:
             return sims, ids
         queries = queries.detach().float()
-        for s in range(0, q, self.chunk):
-            block = queries[s:s + self.chunk]
+        step = rows_per_chunk(self.chunk, self.n) if self.index is None else self.chunk
+        for s in range(0, q, step):
+            block = queries[s:s + step]
             if self.index is None:
                 v, i = (block @ self.base.t()).topk(k, dim=1)
                 sims[s:s + len(block)], ids[s:s + len(block)] = v.cpu(), i.cpu()
@@ -331,6 +340,7 @@ def count_better(x: torch.Tensor, rx: torch.Tensor, gold: torch.Tensor, y: torch
     inv_y = (1.0 / ry32) if nicdm else None
     better = torch.zeros(x.shape[0], dtype=torch.long)
     equal = torch.zeros(x.shape[0], dtype=torch.long)
+    chunk = rows_per_chunk(chunk, y.shape[0])
     for s in range(0, x.shape[0], chunk):
         e = min(x.shape[0], s + chunk)
         g = gold[s:e]
