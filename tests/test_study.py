@@ -108,7 +108,7 @@ def _spec(tmp_path: Path, text: str) -> Path:
     ("dataset: synthetic\nseeds: [1]\nvariants: {a: {}}\nrobustness:\n  variants: [a]\n  levels: 5\n", 6,
      "levels must be a non-empty list"),
     ("dataset: synthetic\nseeds: [1]\nvariants: {a: {modalities: [structure, image]}}\nrobustness:\n"
-     "  variants: [a]\n  modalities: [text]\n", 6, "modality 'text' is not a modality of variant 'a'"),
+     "  variants: [a]\n  modalities: [text]\n", 6, "variant 'a': robustness modality 'text' is not used by this run"),
 ])
 def test_spec_errors_name_the_file_and_line(tmp_path, capsys, text, where, what):
     spec = _spec(tmp_path, text)

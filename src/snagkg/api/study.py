@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from snagkg.api.robustness import robustness
+from snagkg.api.robustness import robustness, select_modalities
 from snagkg.api.run import _absolute_dataset, load_run, train
 from snagkg.config import schema as C
 from snagkg.config.yamlio import flatten, read_spec
@@ -139,12 +139,12 @@ def _check_against(spec: StudySpec, line: Callable[..., Optional[int]]) -> None:
             mods = configs[v].modalities
             if mods is None:  # every table of the dataset: checked once the data is read, after training
                 continue
-            for entry in sweep.modalities:  # a modality, a comma-separated list of them, or all
-                for m in entry.split(","):
-                    if m != "all" and m not in mods:
-                        raise SnagError(f"robustness modality {m!r} is not a modality of variant {v!r} "
-                                        f"(its modalities: {', '.join(mods)}; or all)", src,
-                                        line("robustness", "modalities"))
+            for entry in sweep.modalities:  # what the sweep after training will select
+                try:
+                    select_modalities(mods, entry)
+                except SnagError as exc:
+                    raise SnagError(f"variant {v!r}: robustness {exc.message}", src,
+                                    line("robustness", "modalities")) from None
 
 
 def load_spec(path: PathLike) -> StudySpec:
