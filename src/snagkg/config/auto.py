@@ -31,8 +31,9 @@ structure alone      SNAG fusion            plain RotatE                    plai
   (best epoch 35); a small graph's epoch costs seconds (2.4 s), so the rule allows 200 and
   leaves the end to early stopping (20 epochs without a gain, the preset's). Both CPU presets
   ran their 300 epochs to the cap (best epochs 280 and 300).
-* **From 100,000 entities** (:data:`LARGE_FROM`) an epoch of the synthetic 100k graph cost 668 s
-  on 2 threads and a full validation 267 s (31-33 ns a ranked pair): the rule uses the width of
+* **From 100,000 entities** (:data:`LARGE_FROM`) an epoch of the ``synthetic`` preset on the
+  synthetic 100k graph cost 668 s on 2 threads idle (1,132 to 1,848 s on 1 thread beside another
+  run) and a full validation 267 s (31-33 ns a ranked pair): the rule uses the width of
   the large-graph measurements (128; 5.1 GiB peak at 1M entities), trains 30 epochs (at 100k,
   781 steps each: the 23,000 steps of DB15K's 300 epochs) and validates on the first 1,000
   triples (``train.eval_limit``; the final valid/test metrics still rank every triple).
@@ -47,7 +48,8 @@ structure alone      SNAG fusion            plain RotatE                    plai
   synthetic 100k graph (the rule's other values, seed 1, the first 2,000 test queries) the
   fusion tested 10.62 after 3 epochs against the plug-in's 6.58 (the ``synthetic`` preset:
   8.99) and the two were level at 30 (14.78 and 14.48; full validation 14.77 and 15.07); on
-  MKG-W the fusion led the plug-in's validation through epoch 30 (27.1 to 27.9 against 21.3 to
+  MKG-W the study's fusion (structure noise 0.5, entity lr x4: BENCHMARKS.md, "What the encoder
+  and the noise add") led the plug-in's validation through epoch 30 (27.1 to 27.9 against 21.3 to
   21.8 at epoch 20, over 3 seeds) and until about epoch 160 of 300. Its epoch cost 1.4 to 2.4
   times the plug-in's on that graph (132 s against 92 s median over 30 epochs, both beside
   other jobs).
