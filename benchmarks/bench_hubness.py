@@ -266,7 +266,7 @@ def measure(x, y, k0: int, ties: str, csls_ks: List[int], hub_ks: List[int], sam
             "dH@1": round(100 * d1.mean, 2), "dH@1 95%": f"[{100 * d1.low:+.2f}, {100 * d1.high:+.2f}]",
             "dMRR": round(dm.mean, 4), "dMRR 95%": f"[{dm.low:+.4f}, {dm.high:+.4f}]",
             "resolved": d1.resolved, "N1 max": r["n1_max"], "N1 = 0": round(r["n1_zero"], 3),
-            "s": round(r["s"], 1), "_ranks": np.concatenate([r["lr"], r["rl"]]),
+            "s": round(r["s"], 1), "_ranks": r["lr"],
         })
     return rows, {"seconds": round(time.perf_counter() - t0, 1)}
 

@@ -12,7 +12,7 @@ import snagkg
 from snagkg.config import schema as C
 from snagkg.cli.main import main
 from snagkg.data.datasets.synthetic_pair import write_synthetic_pair
-from snagkg.api.robustness import RobustnessResult, parse_levels, perturbation, select_modalities, _draws
+from snagkg.api.robustness import RobustnessResult, parse_levels, perturbation, select_modalities, modality_draws
 
 from conftest import make_openke
 
@@ -57,7 +57,7 @@ def test_overridden_rows_restores_buffers_in_memory(completion_run):
     before = {m: ent.table(m).clone() for m in ent.modalities}
     miss = ent.missing("image").clone()
     v0 = task.entity_vectors().clone()
-    draws = _draws(ent, ["image"], seed=0)
+    draws = modality_draws(ent, ["image"], seed=0)
     rows, values = perturbation(ent, "image", draws["image"], 1.0, "drop")
     assert len(rows) == int((~miss).sum())  # rows missing at load time keep their fill
     with ent.overridden_rows("image", rows, values, mark_missing=True):

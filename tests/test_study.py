@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from snagkg.api.robustness import _draws, robustness
+from snagkg.api.robustness import modality_draws, robustness
 from snagkg.api.study import RANKS_FILE, load_spec, plan
 from snagkg.api.study_summary import summarize_study
 from snagkg.cli.main import main
@@ -205,8 +206,8 @@ def test_long_tail_orders_rows_by_degree_lowest_first(tiny_run):
     ent = task.model.entities
     degrees = task.entity_degrees()
     assert degrees.sum() == 2 * len(task.kg.train)
-    uniform = _draws(ent, ["image"], seed=3)["image"]["perm"].numpy()
-    tail = _draws(ent, ["image"], seed=3, degrees=degrees)["image"]["perm"].numpy()
+    uniform = modality_draws(ent, ["image"], seed=3)["image"]["perm"].numpy()
+    tail = modality_draws(ent, ["image"], seed=3, degrees=degrees)["image"]["perm"].numpy()
     assert sorted(tail) == list(range(len(degrees)))
     assert (np.diff(degrees[tail]) >= 0).all()                  # lowest degree first
     assert not (np.diff(degrees[uniform]) >= 0).all()           # the uniform order is not sorted
@@ -295,6 +296,50 @@ def test_summary_lists_unfinished_runs(fake_study):
     (fake_study / "b" / "seed-2" / RANKS_FILE).unlink()
     s = summarize_study(fake_study, samples=200)
     assert s.unfinished == ["b/seed-2"] and s.differences[0].seeds == [1]
+
+
+def test_summary_refuses_ranks_that_do_not_reproduce_the_test_mrr(fake_study, capsys):
+    """Ranks of other queries than the headline averages (an older version's both-direction alignment
+    ranks, say) would pair the wrong queries: a one-line error naming the file."""
+    bad = fake_study / "a" / "seed-2" / RANKS_FILE
+    np.save(bad, np.asarray([1, 1, 2, 4, 3, 3, 3, 3], dtype=np.float64))  # the four queries, then four more
+    with pytest.raises(SnagError, match="ranks give test MRR"):
+        summarize_study(fake_study, samples=200)
+    assert main(["study", str(fake_study), "--summary"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and str(bad) in err and "\n" not in err and "rerun the study" in err
+
+
+def test_a_rerun_study_rewrites_stale_ranks(tiny_run, tmp_path):
+    """A finished run whose saved ranks do not reproduce its test MRR is not done: the study rewrites
+    them from the run's best model (nothing is trained again)."""
+    from snagkg.api.study import Job, checked_ranks, job_done, run_job
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    job = Job("v", 1, run, None, None)
+    assert not job_done(job)                                   # no ranks yet
+    threads = torch.get_num_threads()
+    run_job(job, threads)
+    mrr = json.loads((run / "results.json").read_text())["test"]["mrr"]
+    good = checked_ranks(run, mrr)
+    assert job_done(job) and (1.0 / good).mean() == pytest.approx(mrr, abs=1e-6)
+    np.save(run / RANKS_FILE, np.concatenate([good, good[::-1] + 1]))
+    assert not job_done(job)
+    before = (run / "best.pt").stat().st_mtime_ns
+    run_job(job, threads)
+    assert job_done(job) and np.array_equal(np.load(run / RANKS_FILE), good)
+    assert (run / "best.pt").stat().st_mtime_ns == before
+
+
+def test_alignment_ranks_are_the_headline_queries(alignment_run):
+    """An alignment run's saved ranks are its left-to-right ranks, the queries its MRR averages."""
+    from snagkg.api.run import load_run
+    task = load_run(alignment_run)
+    ranks = task.query_ranks("test")
+    test = task.evaluate("test")
+    assert len(ranks) == test["count"] == len(task.split_links("test"))
+    assert (1.0 / ranks.astype(np.float64)).mean() == pytest.approx(test["mrr"], abs=1e-9)
+    assert test["rl_mrr"] != pytest.approx(test["mrr"], abs=1e-9)  # the other direction differs: not in them
 
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -137,7 +137,7 @@ class RobustnessResult:
         return buf.getvalue()
 
 
-def _draws(ent, modalities: Sequence[str], seed: int,
+def modality_draws(ent, modalities: Sequence[str], seed: int,
            degrees: Optional[np.ndarray] = None) -> Dict[str, Dict[str, torch.Tensor]]:
     """Per modality: a seeded row order (with ``degrees``: the lowest degree first, ties in the seeded
     order), ``z`` for every row, the clean table and its ``mu``, ``sigma``."""
@@ -208,7 +208,7 @@ def robustness(run: Union[str, Path], modality: str = "all", levels: Union[str, 
     ent = task.model.entities
     mods = select_modalities(ent.modalities, modality)
     seed = int(task.cfg.seed if seed is None else seed)
-    draws = _draws(ent, mods, seed, task.entity_degrees() if pattern == "long-tail" else None)
+    draws = modality_draws(ent, mods, seed, task.entity_degrees() if pattern == "long-tail" else None)
 
     results: List[Dict[str, Any]] = []
     missing: List[Dict[str, float]] = []

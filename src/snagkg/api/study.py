@@ -8,14 +8,15 @@ seeds), trained a few at a time, resumable, and summarised over seeds with paire
     summary = summarize_study("runs/study-mkg-w")        # StudySummary: means, spreads, differences
 
 Each run is an ordinary run folder (``snagkg evaluate``, ``predict``, ``report`` work on it) plus
-``ranks.test.npy``, the filtered rank of every test query (tails then heads; alignment: left-to-right
-then right-to-left) of its best model, which the paired differences read. A study is resumable: a
+``ranks.test.npy``, the filtered rank of every test query its headline MRR averages (completion: tails
+then heads; alignment: left to right) under its best model, which the paired differences read. A study is resumable: a
 finished run (results and ranks written) is kept, a checkpointed one resumes, one killed before its
 first checkpoint starts again. A run whose saved config differs from what the SPEC now asks is an
 error (a changed SPEC never mixes with old runs silently).
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -254,9 +256,41 @@ def robustness_file(folder: Path, pattern: str, modality: str) -> Path:
     return folder / f"robustness.{pattern}.{modality}.json"
 
 
+#: how far the MRR of a run's saved ranks may be from its results.json test MRR (float rounding only)
+RANKS_TOLERANCE = 1e-6
+
+
+def checked_ranks(run: Path, test_mrr: float) -> np.ndarray:
+    """The run's saved test ranks (``float64``), refused unless they reproduce its test MRR: ranks
+    written by an older version, or of other queries than the headline averages, would pair the
+    wrong queries."""
+    path = run / RANKS_FILE
+    try:
+        ranks = np.load(path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError) as exc:
+        raise SnagError(f"cannot read: {exc}", path) from None
+    mrr = float((1.0 / ranks).mean()) if ranks.size else float("nan")
+    if not abs(mrr - test_mrr) <= RANKS_TOLERANCE:
+        raise SnagError(f"these {ranks.size} ranks give test MRR {mrr:.6f}, results.json {test_mrr:.6f}: "
+                        f"rerun the study to rewrite them", path)
+    return ranks
+
+
+def _ranks_current(folder: Path) -> bool:
+    """Whether ``folder`` has results and saved test ranks that reproduce their test MRR."""
+    if not ((folder / "results.json").is_file() and (folder / RANKS_FILE).is_file()):
+        return False
+    try:
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        checked_ranks(folder, float(results["test"]["mrr"]))
+    except (SnagError, OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 def job_done(job: Job) -> bool:
-    """Whether ``job`` has its results, its test ranks and every robustness sweep."""
-    if not ((job.folder / "results.json").is_file() and (job.folder / RANKS_FILE).is_file()):
+    """Whether ``job`` has its results, its test ranks (reproducing its test MRR) and every robustness sweep."""
+    if not _ranks_current(job.folder):
         return False
     sweep = job.sweep
     return sweep is None or all(robustness_file(job.folder, p, m).is_file()
@@ -280,7 +314,7 @@ def run_job(job: Job, threads: int = 1) -> str:
             train(job.config, job.folder, resume=resume, overwrite=job.folder.exists() and not resume,
                   progress=False, echo=echo)
         task = None
-        if not (job.folder / RANKS_FILE).is_file():
+        if not _ranks_current(job.folder):  # missing, or written by an older version
             task = load_run(job.folder)
             save_numpy(job.folder / RANKS_FILE, task.query_ranks("test"))
         if job.sweep is not None:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from snagkg.api.study import RANKS_FILE, SPEC_FILE, StudySpec, load_spec, robustness_file
+from snagkg.api.study import RANKS_FILE, SPEC_FILE, StudySpec, checked_ranks, load_spec, robustness_file
 from snagkg.config.yamlio import flatten
 from snagkg.evaluation.statistics import Difference, Spread, paired_difference
 from snagkg.runtime.errors import PathLike, SnagError
@@ -118,11 +118,6 @@ def _read(path: Path) -> Any:
         raise SnagError(f"cannot read: {exc}", path) from None
 
 
-def _ranks(spec: StudySpec, folder: Path, variant: str, seed: int) -> Optional[np.ndarray]:
-    p = spec.run_folder(folder, variant, seed) / RANKS_FILE
-    return np.load(p, allow_pickle=False) if p.is_file() else None
-
-
 def _sweeps(spec: StudySpec, folder: Path) -> Tuple[List[SweepSummary], List[Tuple[str, str, Spread]]]:
     sweep = spec.robustness
     if sweep is None:
@@ -161,6 +156,7 @@ def summarize_study(folder: PathLike, samples: int = 2000) -> StudySummary:
         raise SnagError(f"not a study folder (no {SPEC_FILE}; run `snagkg study SPEC.yaml --output DIR` first)", folder)
     spec = load_spec(folder / SPEC_FILE)
     variants, unfinished, tests = [], [], {}
+    ranks: Dict[Tuple[str, int], np.ndarray] = {}
     for name in spec.variants:
         rows, seeds, at_cap = [], [], 0
         for seed in spec.seeds:
@@ -169,6 +165,7 @@ def summarize_study(folder: PathLike, samples: int = 2000) -> StudySummary:
                 unfinished.append(f"{name}/seed-{seed}")
                 continue
             res = _read(run / "results.json")
+            ranks[(name, seed)] = checked_ranks(run, float(res["test"]["mrr"]))
             rows.append(res["test"])
             seeds.append(seed)
             at_cap += int(res.get("best_epoch") == res.get("epochs_run"))
@@ -179,8 +176,8 @@ def summarize_study(folder: PathLike, samples: int = 2000) -> StudySummary:
     for a, b in spec.compare:
         seeds = [s for s in spec.seeds if s in tests[a] and s in tests[b]]
         if seeds:
-            diffs.append(paired_difference(a, b, seeds, [_ranks(spec, folder, a, s) ** -1.0 for s in seeds],
-                                           [_ranks(spec, folder, b, s) ** -1.0 for s in seeds], samples=samples))
+            diffs.append(paired_difference(a, b, seeds, [ranks[(a, s)] ** -1.0 for s in seeds],
+                                           [ranks[(b, s)] ** -1.0 for s in seeds], samples=samples))
     intensity = None
     if spec.intensity:
         key, names = spec.intensity

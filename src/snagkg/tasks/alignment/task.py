@@ -198,9 +198,11 @@ class AlignmentTask(GraphTask):
         return self.model.interaction.metrics(x, y, ties=ties or self.cfg.ties, limit=limit)
 
     def query_ranks(self, split: str, ties: Optional[str] = None) -> np.ndarray:
-        """The CSLS rank of every link of ``split``: left-to-right, then right-to-left."""
+        """The CSLS rank of every link of ``split``, left to right: the queries the headline metrics
+        average (the right-to-left ranks make the ``rl_`` metrics only)."""
         x, y = self.pair_vectors(self.split_links(split))
-        return self.model.interaction.ranks(x, y, ties=ties or self.cfg.ties).cpu().numpy()
+        n = x.shape[0]
+        return self.model.interaction.ranks(x, y, ties=ties or self.cfg.ties)[:n].cpu().numpy()
 
     def validate(self) -> Dict[str, Any]:
         """Validation metrics, rounded, with the number of links added so far."""
