@@ -11,8 +11,9 @@ Each run is an ordinary run folder (``snagkg evaluate``, ``predict``, ``report``
 ``ranks.test.npy``, the filtered rank of every test query its headline MRR averages (completion:
 tails then heads; alignment: left to right) under its best model, which the paired differences
 read. A study is resumable: a finished run (results and ranks that reproduce its test MRR) is
-kept, a checkpointed one resumes, one killed before its first checkpoint starts again. A run whose saved config differs from what the SPEC now asks is an
-error (a changed SPEC never mixes with old runs silently).
+kept, a checkpointed one resumes, one killed before its first checkpoint starts again. A run whose
+saved config differs from what the SPEC now asks is an error (a changed SPEC never mixes with old
+runs silently).
 """
 from __future__ import annotations
 
