@@ -74,6 +74,15 @@ def test_limit_ranks_first_queries_against_all_candidates():
     assert torch.equal(part, full[:5]) and len(part_rl) == 5
 
 
+def test_left_to_right_only_skips_the_other_direction():
+    x, y = _unit(12, 4, 2), _unit(12, 4, 3)
+    lr, rl = rank_alignment(x, y, k=3)
+    info = {}
+    only, none = rank_alignment(x, y, k=3, right_to_left=False, info=info)
+    assert torch.equal(only, lr) and len(none) == 0 and len(rl) == 12
+    assert info["exhaustive"] == 12  # the left-to-right queries alone
+
+
 def test_icl_loss_matches_hand_computation():
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     b = torch.tensor([[3.0, 4.0], [0.0, -1.0]])

@@ -129,8 +129,9 @@ def _ranks(x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,
 @torch.no_grad()
 def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "realistic", limit: int = 0,
                    chunk: int = CHUNK, index: str = "exact", depth: int = DEPTH, info: Optional[dict] = None,
-                   hubness: str = "csls", **options) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Left-to-right and right-to-left CSLS (or ``hubness``) ranks of gold pairs ``(x[i], y[i])``.
+                   hubness: str = "csls", right_to_left: bool = True, **options) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Left-to-right and right-to-left CSLS (or ``hubness``) ranks of gold pairs ``(x[i], y[i])``
+    (without ``right_to_left``, the second is empty and not computed).
 
     Candidates are all rows of the other side; ``limit`` ranks only the first
     ``limit`` queries of each direction (the candidates stay complete). ``index``:
@@ -147,7 +148,8 @@ def rank_alignment(x: torch.Tensor, y: torch.Tensor, k: int = 3, ties: str = "re
     rx, ry = context64(x, y, k, index, chunk, hubness, **options)
     t1 = time.perf_counter()
     lr, n_lr = _ranks(x, y, rx, ry, count, ties, chunk, index, depth, hubness, **options)
-    rl, n_rl = _ranks(y, x, ry, rx, count, ties, chunk, index, depth, hubness, **options)
+    rl, n_rl = (_ranks(y, x, ry, rx, count, ties, chunk, index, depth, hubness, **options) if right_to_left
+                else (torch.zeros(0, dtype=torch.double), 0))
     if info is not None:
         info.update(exhaustive=n_lr + n_rl, context_seconds=t1 - t0, rank_seconds=time.perf_counter() - t1,
                     context=(rx, ry))

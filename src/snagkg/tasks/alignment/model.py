@@ -86,10 +86,12 @@ class CSLSInteraction(Interaction):
         """Ranking metrics of gold pairs ``(x[i], y[i])``, both directions (:func:`alignment_metrics`)."""
         return alignment_metrics(x, y, k=self.k, ties=ties, limit=limit, **self.retrieval(index))
 
-    def ranks(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", index: Optional[str] = None
-              ) -> torch.Tensor:
-        """CSLS ranks of gold pairs ``(x[i], y[i])``: left-to-right, then right-to-left."""
-        return torch.cat(rank_alignment(x, y, k=self.k, ties=ties, **self.retrieval(index)))
+    def ranks(self, x: torch.Tensor, y: torch.Tensor, ties: str = "realistic", index: Optional[str] = None,
+              right_to_left: bool = True) -> torch.Tensor:
+        """CSLS ranks of gold pairs ``(x[i], y[i])``: left-to-right, then right-to-left (without
+        ``right_to_left``: left-to-right only, the queries of the headline metrics)."""
+        return torch.cat(rank_alignment(x, y, k=self.k, ties=ties, right_to_left=right_to_left,
+                                        **self.retrieval(index)))
 
     def one_to_one(self, x: torch.Tensor, y: torch.Tensor, topk: int = 10, index: Optional[str] = None,
                    hubness: Optional[str] = None):

@@ -201,8 +201,7 @@ class AlignmentTask(GraphTask):
         """The CSLS rank of every link of ``split``, left to right: the queries the headline metrics
         average (the right-to-left ranks make the ``rl_`` metrics only)."""
         x, y = self.pair_vectors(self.split_links(split))
-        n = x.shape[0]
-        return self.model.interaction.ranks(x, y, ties=ties or self.cfg.ties)[:n].cpu().numpy()
+        return self.model.interaction.ranks(x, y, ties=ties or self.cfg.ties, right_to_left=False).cpu().numpy()
 
     def validate(self) -> Dict[str, Any]:
         """Validation metrics, rounded, with the number of links added so far."""
